@@ -1,0 +1,109 @@
+"""``execution.extra_docker_args``: the reference's free-form ``docker run`` flags, parsed.
+
+The launcher starts containers through the Docker API, not the CLI, so each flag is mapped to
+its API field. Only flags we can honour are accepted; anything else is a config error, never
+silently dropped. Volume sources are paths as the launcher sees them and are translated to
+host paths like every other mount.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import attrs
+
+from launcher.envvars import EnvVar, parse_spec
+from launcher.errors import ConfigError
+
+KEY = "execution.extra_docker_args"
+
+
+@attrs.frozen
+class VolumeArg:
+    source: str
+    target: str
+    read_only: bool = False
+    is_named: bool = False  # a named volume rather than a path
+
+
+@attrs.frozen
+class DockerArgs:
+    network: str | None = None
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[VolumeArg, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    shm_size: str | None = None
+    mem_limit: str | None = None
+    cpus: float | None = None
+    ipc_mode: str | None = None
+
+
+_VALUE_FLAGS = {
+    "--network": "network", "--net": "network", "--add-host": "add_host", "-v": "volume",
+    "--volume": "volume", "-e": "env", "--env": "env", "--shm-size": "shm_size",
+    "-m": "memory", "--memory": "memory", "--cpus": "cpus", "--ipc": "ipc",
+}
+
+
+def parse(text: str, *, source: str) -> DockerArgs:
+    try:
+        words = shlex.split(text or "")
+    except ValueError as exc:
+        raise ConfigError(f"cannot split into flags: {exc}", source=source, key=KEY) from None
+    fields: dict[str, object] = {"add_hosts": [], "volumes": [], "env": []}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        flag, eq, value = word.partition("=")
+        if flag not in _VALUE_FLAGS:
+            known = ", ".join(sorted(set(_VALUE_FLAGS)))
+            raise ConfigError(f"unsupported docker flag '{word}' (supported: {known})",
+                              source=source, key=KEY)
+        if not eq:
+            if i + 1 >= len(words):
+                raise ConfigError(f"flag '{flag}' needs a value", source=source, key=KEY)
+            value = words[i + 1]
+            i += 1
+        i += 1
+        _apply(fields, _VALUE_FLAGS[flag], value, source)
+    return DockerArgs(
+        network=fields.get("network"),  # type: ignore[arg-type]
+        add_hosts=tuple(fields["add_hosts"]),  # type: ignore[arg-type]
+        volumes=tuple(fields["volumes"]),  # type: ignore[arg-type]
+        env=tuple(fields["env"]),  # type: ignore[arg-type]
+        shm_size=fields.get("shm_size"),  # type: ignore[arg-type]
+        mem_limit=fields.get("memory"),  # type: ignore[arg-type]
+        cpus=fields.get("cpus"),  # type: ignore[arg-type]
+        ipc_mode=fields.get("ipc"),  # type: ignore[arg-type]
+    )
+
+
+def _apply(fields: dict[str, object], kind: str, value: str, source: str) -> None:
+    if kind == "add_host":
+        host, sep, ip = value.partition(":")
+        if not sep or not host:
+            raise ConfigError(f"--add-host expects host:ip, got '{value}'", source=source, key=KEY)
+        fields["add_hosts"].append((host, ip))  # type: ignore[union-attr]
+    elif kind == "volume":
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+            raise ConfigError(f"--volume expects SRC:/container/path[:ro], got '{value}'",
+                              source=source, key=KEY)
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if mode not in ("ro", "rw"):
+            raise ConfigError(f"--volume mode must be ro or rw, got '{mode}'", source=source,
+                              key=KEY)
+        fields["volumes"].append(VolumeArg(  # type: ignore[union-attr]
+            parts[0], parts[1], mode == "ro", is_named=not parts[0].startswith((".", "/", "~"))))
+    elif kind == "env":
+        name, eq, literal = value.partition("=")
+        spec = f"lit:{literal}" if eq else f"host:{name}"
+        fields["env"].append(parse_spec(name, spec, source=source, key=KEY))  # type: ignore[union-attr]
+    elif kind == "cpus":
+        try:
+            fields["cpus"] = float(value)
+        except ValueError:
+            raise ConfigError(f"--cpus expects a number, got '{value}'", source=source,
+                              key=KEY) from None
+    else:
+        fields[kind] = value

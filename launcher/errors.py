@@ -1,0 +1,36 @@
+"""Every error the launcher reports to a person, in one place.
+
+A LauncherError carries a one-line message (what is wrong and how to fix it) and an exit
+code; the CLI prints ``error: <message>`` on stderr and exits with that code, no traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_USAGE = 2  # bad config, bad flags, unknown task: the user's input must change
+EXIT_ENVIRONMENT = 3  # Docker missing, socket not mounted, path not under a mount
+
+
+class LauncherError(Exception):
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(LauncherError):
+    """The config (file, overrides or flags) is wrong. Exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        where = ", ".join(p for p in (source, f"key '{key}'" if key else None) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.key = key
+
+
+class EnvironmentProblem(LauncherError):
+    """The machine is not set up as needed (Docker, mounts, permissions). Exit code 3."""
+
+    exit_code = EXIT_ENVIRONMENT

@@ -1,0 +1,163 @@
+"""The only module that talks to Docker (through the Docker SDK for Python).
+
+It connects to the engine (honouring DOCKER_HOST), inspects the launcher's own container to
+translate paths, checks images, and runs one job's evaluation container: labelled, with bind
+mounts (``Mount(type="bind")``, never ``volumes=``, which would silently create a missing host
+folder), as the owner of the output folder, logs streamed to a file, stage markers written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from launcher import hostpaths
+from launcher.errors import EnvironmentProblem
+from launcher.hostpaths import HostSource, PathTranslator
+from launcher.plan import LABEL_INVOCATION, Job
+from launcher.store import Owner, write_atomic
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _engine_problem(exc: BaseException) -> EnvironmentProblem:
+    text = str(exc)
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if "PermissionError" in text or "Permission denied" in text:
+        return EnvironmentProblem(
+            f"permission denied on the Docker engine at {where}: add your user to the 'docker' "
+            "group, or run the launcher container with --group-add $(stat -c %g "
+            "/var/run/docker.sock)")
+    return EnvironmentProblem(
+        f"cannot reach the Docker engine at {where}: start Docker or set DOCKER_HOST; when the "
+        "launcher runs in a container, add -v /var/run/docker.sock:/var/run/docker.sock")
+
+
+class Engine:
+    def __init__(self) -> None:
+        try:
+            self.client = docker.from_env(timeout=120)
+            self.client.ping()
+            self.info = self.client.info()
+            version = self.client.version()
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        self.supports_subpath = hostpaths.api_supports_volume_subpath(version.get("ApiVersion"))
+        self.rootless = any("rootless" in opt for opt in self.info.get("SecurityOptions") or [])
+
+    # ------------------------------------------------------------------ paths
+
+    def path_translator(self, output_dir: str, override: str | None = None) -> PathTranslator:
+        """Translate launcher-side paths to host paths by inspecting our own container."""
+        overrides = {}
+        host_output = override or os.environ.get(hostpaths.HOST_OUTPUT_DIR_ENV)
+        if host_output:
+            overrides[os.path.realpath(output_dir)] = host_output
+        container_id = hostpaths.read_own_container_id()
+        mounts: list[dict] = []
+        if container_id:
+            try:
+                attrs = self.client.api.inspect_container(container_id)
+                container_id, mounts = attrs["Id"], attrs.get("Mounts") or []
+            except NotFound:
+                # In a container, but not one of this engine's (e.g. a remote DOCKER_HOST):
+                # paths cannot be translated, so they are used as they are.
+                container_id = None
+            except DockerException as exc:
+                raise _engine_problem(exc) from None
+        return PathTranslator(container_id=container_id, mounts=mounts, overrides=overrides,
+                              volume_subpath_supported=self.supports_subpath)
+
+    # ------------------------------------------------------------------ images
+
+    def image_id(self, image: str) -> str:
+        try:
+            return self.client.images.get(image).id
+        except ImageNotFound:
+            hint = ("build it with `bash scripts/build-images.sh`" if image.startswith(
+                "eval-launcher") else f"pull it with `docker pull {image}`")
+            raise EnvironmentProblem(f"image {image} is not on the Docker engine: {hint}") from None
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    # ------------------------------------------------------------------ jobs
+
+    def run_job(
+        self,
+        job: Job,
+        mounts: list[HostSource],
+        env: Mapping[str, str],
+        owner: Owner,
+        echo: Callable[[str], None] | None = None,
+    ) -> int:
+        """Run one evaluation container to its end; return its exit code."""
+        logs = job.logs_dir
+        write_atomic(os.path.join(logs, "stage.pre-start"), _now() + "\n", owner)
+        container = self.client.containers.create(
+            job.image,
+            list(job.command),
+            name=job.container_name,
+            labels=job.labels,
+            user=None if self.rootless else owner.user,
+            mounts=[src.api_mount(m.target, m.read_only)
+                    for src, m in zip(mounts, job.mounts, strict=True)],
+            environment={"HOME": "/tmp", **env},
+            init=True,
+            detach=True,
+            network=job.docker.network,
+            extra_hosts=dict(job.docker.add_hosts) or None,
+            shm_size=job.docker.shm_size,
+            mem_limit=job.docker.mem_limit,
+            nano_cpus=int(job.docker.cpus * 1e9) if job.docker.cpus else None,
+            ipc_mode=job.docker.ipc_mode,
+        )
+        code, status = 137, "killed"
+        try:
+            container.start()
+            write_atomic(os.path.join(logs, "stage.running"), _now() + "\n", owner)
+            self._stream_logs(container, os.path.join(logs, "stdout.log"), owner, echo)
+            code = int(container.wait().get("StatusCode", 1))
+            status = "success" if code == 0 else "failed"
+            return code
+        finally:
+            # Also reached on KeyboardInterrupt (SIGINT/SIGTERM): no orphan container is left.
+            with contextlib.suppress(NotFound, APIError):
+                container.remove(force=True)
+            write_atomic(os.path.join(logs, "stage.exit"), f"{_now()} {code} {status}\n", owner)
+
+    @staticmethod
+    def _stream_logs(container, path: str, owner: Owner,
+                     echo: Callable[[str], None] | None) -> None:
+        with open(path, "wb") as log:
+            if os.geteuid() == 0:
+                os.chown(path, owner.uid, owner.gid)
+            for chunk in container.logs(stream=True, follow=True):
+                log.write(chunk)
+                log.flush()
+                if echo:
+                    for line in chunk.decode("utf-8", "replace").splitlines():
+                        echo(line)
+
+    def stop_invocation(self, invocation_id: str) -> int:
+        """Stop and remove every container labelled with this invocation (ours only)."""
+        label = f"{LABEL_INVOCATION}={invocation_id}"
+        found = self.client.containers.list(all=True, filters={"label": label})
+        for container in found:
+            with contextlib.suppress(NotFound, APIError):
+                container.remove(force=True)
+        return len(found)
+
+
+def echo_stderr(prefix: str) -> Callable[[str], None]:
+    def echo(line: str) -> None:
+        print(f"[{prefix}] {line}", file=sys.stderr, flush=True)
+
+    return echo

@@ -1,0 +1,190 @@
+"""The run config an evaluation container is started with (``run_eval --run_config FILE``).
+
+Shape (the eval-factory contract, see DESIGN.md)::
+
+    config:
+      type: gsm8k                 # the task
+      output_dir: /results
+      params: {limit_samples, parallelism, max_retries, request_timeout, temperature, top_p,
+               max_new_tokens, extra}          # all optional
+    target:
+      api_endpoint: {url, model_id, type: chat|completions, api_key_name}
+
+Unknown keys are ignored (configs written for other harnesses carry more, e.g.
+``adapter_config``); wrong types are a ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from launcher.errors import ConfigError
+
+ENDPOINT_TYPES = ("chat", "completions")
+
+
+@attrs.frozen
+class Params:
+    limit_samples: int | None = None
+    parallelism: int = 8
+    max_retries: int = 5
+    request_timeout: float = 60.0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ApiEndpoint:
+    url: str
+    model_id: str
+    type: str = "chat"
+    api_key_name: str | None = None
+
+
+@attrs.frozen
+class RunConfig:
+    task: str
+    output_dir: str
+    endpoint: ApiEndpoint
+    params: Params = attrs.field(factory=Params)
+
+    def echo(self) -> dict[str, Any]:
+        """The ``config:`` section for results.yml (the parsed config, defaults filled in)."""
+        return {
+            "type": self.task,
+            "output_dir": self.output_dir,
+            "params": attrs.asdict(self.params),
+        }
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The API key from the env var named by ``api_key_name`` (None when no name is set)."""
+        name = self.endpoint.api_key_name
+        if not name:
+            return None
+        env = os.environ if environ is None else environ
+        value = env.get(name)
+        if not value:
+            raise ConfigError(
+                f"the env var {name} (named by target.api_endpoint.api_key_name) is not set;"
+                f" pass it to the container (-e {name})"
+            )
+        return value
+
+
+def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read the run config: {e.strerror or e}", source=str(p)) from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"not valid YAML: {_one_line(str(e))}", source=str(p)) from e
+    return parse_run_config(data, source=str(p))
+
+
+def parse_run_config(data: Any, source: str | None = None) -> RunConfig:
+    def err(key: str, message: str) -> ConfigError:
+        return ConfigError(message, source=source, key=key)
+
+    root = _mapping(data, "", err)
+    config = _mapping(root.get("config"), "config", err)
+    target = _mapping(root.get("target"), "target", err)
+    api = _mapping(target.get("api_endpoint"), "target.api_endpoint", err)
+    raw_params = config.get("params")
+    params = {} if raw_params is None else _mapping(raw_params, "config.params", err)
+
+    task = _string(config.get("type"), "config.type", err)
+    output_dir = _string(config.get("output_dir", "/results"), "config.output_dir", err)
+    endpoint_type = _string(api.get("type", "chat"), "target.api_endpoint.type", err)
+    if endpoint_type not in ENDPOINT_TYPES:
+        raise err("target.api_endpoint.type", f"must be one of {', '.join(ENDPOINT_TYPES)}")
+    url = _string(api.get("url"), "target.api_endpoint.url", err)
+    if not url.startswith(("http://", "https://")):
+        raise err("target.api_endpoint.url", f"must start with http:// or https://, got {url!r}")
+    key_name = api.get("api_key_name")
+    if key_name is not None:
+        key_name = _string(key_name, "target.api_endpoint.api_key_name", err)
+    endpoint = ApiEndpoint(
+        url=url,
+        model_id=_string(api.get("model_id"), "target.api_endpoint.model_id", err),
+        type=endpoint_type,
+        api_key_name=key_name or None,
+    )
+
+    defaults = Params()
+    kw: dict[str, Any] = {}
+    for name in ("parallelism", "max_retries", "max_new_tokens"):
+        value = params.get(name)
+        minimum = 0 if name == "max_retries" else 1
+        kw[name] = (
+            getattr(defaults, name)
+            if value is None
+            else _int(value, f"config.params.{name}", minimum, err)
+        )
+    limit = params.get("limit_samples")
+    kw["limit_samples"] = (
+        None if limit is None else _int(limit, "config.params.limit_samples", 1, err)
+    )
+    for name, lo, hi in (
+        ("request_timeout", 0.0, None),
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+    ):
+        value = params.get(name)
+        kw[name] = (
+            getattr(defaults, name)
+            if value is None
+            else _float(value, f"config.params.{name}", lo, hi, err)
+        )
+    if kw["request_timeout"] <= 0:
+        raise err("config.params.request_timeout", "must be > 0")
+    extra = params.get("extra")
+    kw["extra"] = {} if extra is None else dict(_mapping(extra, "config.params.extra", err))
+    return RunConfig(task=task, output_dir=output_dir, endpoint=endpoint, params=Params(**kw))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _mapping(value: Any, key: str, err: Any) -> Mapping[str, Any]:
+    if value is None and key:
+        raise err(key, "is missing")
+    if not isinstance(value, Mapping):
+        raise err(key or "(top level)", f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, key: str, err: Any) -> str:
+    if value is None:
+        raise err(key, "is missing")
+    if not isinstance(value, str) or not value.strip():
+        raise err(key, f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _int(value: Any, key: str, minimum: int, err: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise err(key, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise err(key, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(value: Any, key: str, lo: float, hi: float | None, err: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise err(key, f"must be a number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise err(key, f"must be {bounds}, got {value}")
+    return float(value)

@@ -1,0 +1,162 @@
+"""Planning: turn a validated config into one Invocation of N Jobs. Pure data, no Docker.
+
+A Job says everything needed to start its evaluation container: image, command, env var
+NAMES, mounts (as the launcher sees them; translated to host paths later), labels and the
+run config the harness reads from ``/results/run_config.yml``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from launcher import catalog, dockerargs, envvars
+from launcher.config import Config, deep_merge, task_evaluator_config
+from launcher.dockerargs import DockerArgs
+from launcher.envvars import EnvVar
+from launcher.errors import ConfigError
+
+RESULTS_MOUNT = "/results"
+RUN_CONFIG_NAME = "run_config.yml"
+LABEL_PREFIX = "eval-launcher"
+LABEL_INVOCATION = f"{LABEL_PREFIX}.invocation"
+LABEL_JOB = f"{LABEL_PREFIX}.job"
+LABEL_TASK = f"{LABEL_PREFIX}.task"
+DATASET_ENV = "NEMO_EVALUATOR_DATASET_DIR"
+
+
+@attrs.frozen
+class Mount:
+    source: str  # a path as the launcher sees it, or a volume name when is_named
+    target: str
+    read_only: bool = False
+    is_named: bool = False
+
+
+@attrs.frozen
+class Job:
+    index: int
+    job_id: str
+    task: str
+    image: str
+    command: tuple[str, ...]
+    env: tuple[EnvVar, ...]
+    mounts: tuple[Mount, ...]
+    labels: dict[str, str]
+    job_dir: str
+    run_config: dict[str, Any]
+    docker: DockerArgs
+    container_name: str
+
+    @property
+    def artifacts_dir(self) -> str:
+        return os.path.join(self.job_dir, "artifacts")
+
+    @property
+    def logs_dir(self) -> str:
+        return os.path.join(self.job_dir, "logs")
+
+
+@attrs.frozen
+class Invocation:
+    invocation_id: str
+    created: str  # ISO 8601, UTC
+    output_dir: str
+    dir: str
+    jobs: tuple[Job, ...]
+
+
+def new_invocation_id() -> str:
+    return secrets.token_hex(8)
+
+
+def build(
+    config: Config,
+    *,
+    source: str,
+    invocation_id: str | None = None,
+    now: datetime | None = None,
+) -> Invocation:
+    now = now or datetime.now(UTC)
+    inv_id = invocation_id or new_invocation_id()
+    output_dir = os.path.abspath(os.path.expanduser(config.execution.output_dir))
+    inv_dir = os.path.join(output_dir, f"{now:%Y%m%d_%H%M%S}-{inv_id}")
+    extra = dockerargs.parse(config.execution.extra_docker_args, source=source)
+    jobs = []
+    for index, task in enumerate(config.evaluation.tasks):
+        key = f"evaluation.tasks[{index}]"
+        spec = catalog.lookup(task.name, source=source, key=f"{key}.name")
+        endpoint_type = config.target.api_endpoint.type
+        if task.container is None and endpoint_type not in spec.endpoint_types:
+            raise ConfigError(
+                f"task '{spec.name}' needs a {'/'.join(spec.endpoint_types)} endpoint but "
+                f"target.api_endpoint.type is '{endpoint_type}'",
+                source=source, key=f"{key}.name",
+            )
+        job_id = f"{inv_id}.{index}"
+        job_dir = os.path.join(inv_dir, f"{spec.name}.{index}")
+        run_config_path = f"{RESULTS_MOUNT}/{RUN_CONFIG_NAME}"
+        env = envvars.merge(
+            [("env_vars", config.env_vars), ("evaluation.env_vars", config.evaluation.env_vars),
+             (f"{key}.env_vars", task.env_vars)],
+            source=source,
+        )
+        env = _with_api_key(env, config.target.api_endpoint.api_key_name)
+        env.extend(extra.env)
+        mounts = [Mount(os.path.join(job_dir, "artifacts"), RESULTS_MOUNT)]
+        if task.dataset_dir:
+            dataset_dir = os.path.abspath(os.path.expanduser(task.dataset_dir))
+            if not os.path.isdir(dataset_dir):
+                raise ConfigError(
+                    f"dataset folder '{dataset_dir}' does not exist (as the launcher sees it; "
+                    "inside the launcher container, mount it with -v)",
+                    source=source, key=f"{key}.dataset_dir",
+                )
+            mounts.append(Mount(dataset_dir, task.dataset_mount_path, read_only=True))
+            env.append(EnvVar(DATASET_ENV, literal=task.dataset_mount_path))
+        mounts.extend(
+            Mount(v.source if v.is_named else os.path.abspath(os.path.expanduser(v.source)),
+                  v.target, v.read_only, v.is_named)
+            for v in extra.volumes
+        )
+        jobs.append(Job(
+            index=index,
+            job_id=job_id,
+            task=spec.name,
+            image=task.container or spec.image,
+            command=tuple(spec.command(run_config_path)),
+            env=tuple(env),
+            mounts=tuple(mounts),
+            labels={LABEL_INVOCATION: inv_id, LABEL_JOB: job_id, LABEL_TASK: spec.name},
+            job_dir=job_dir,
+            run_config=render_run_config(config, task_evaluator_config(config, task), spec.name),
+            docker=extra,
+            container_name=f"eval-launcher-{inv_id}-{index}",
+        ))
+    return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs))
+
+
+def _with_api_key(env: list[EnvVar], api_key_name: str | None) -> list[EnvVar]:
+    """The harness reads the key from the variable NAMED api_key_name: pass it through."""
+    if api_key_name and all(var.name != api_key_name for var in env):
+        env.append(EnvVar(api_key_name, host_name=api_key_name))
+    return env
+
+
+def render_run_config(config: Config, evaluator_config: dict[str, Any],
+                      task: str) -> dict[str, Any]:
+    """The run config in the evaluation-container contract (no secret values, only names)."""
+    ep = config.target.api_endpoint
+    api_endpoint: dict[str, Any] = {"url": ep.url, "model_id": ep.model_id, "type": ep.type,
+                                    "api_key_name": ep.api_key_name}
+    if ep.adapter_config:
+        api_endpoint["adapter_config"] = ep.adapter_config
+    base = {"config": {"params": {}}, "target": {"api_endpoint": api_endpoint}}
+    merged = deep_merge(base, evaluator_config)
+    merged["config"]["type"] = task
+    merged["config"]["output_dir"] = RESULTS_MOUNT
+    return merged

@@ -1,0 +1,160 @@
+"""Integration fixtures: the real Docker Engine, the image built from this repo, a reference
+endpoint container, and the launcher started AS A CONTAINER with the host's socket mounted.
+
+No registry here: testcontainers runs without Ryuk, so every container and network a test
+makes is removed by its fixture, and leftovers are swept by label at session end.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import attrs  # noqa: E402
+import docker  # noqa: E402
+import pytest  # noqa: E402
+from testcontainers.core.container import DockerContainer  # noqa: E402
+from testcontainers.core.network import Network  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+GSM8K_DIR = (REPO.parent / "shared" / "data" / "gsm8k").resolve()
+TEST_LABEL = "eval-launcher.test"
+ENDPOINT_ALIAS = "refep"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"the integration tests need a running Docker Engine (set DOCKER_HOST or "
+                    f"start dockerd): {exc}", pytrace=False)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        container.remove(force=True)
+    for container in client.containers.list(all=True,
+                                            filters={"label": "eval-launcher.invocation"}):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def launcher_image(docker_client: docker.DockerClient) -> str:
+    """The image built from this checkout by the project's own build script (warm: seconds)."""
+    tag = os.environ.get("EVAL_LAUNCHER_TEST_IMAGE", "eval-launcher:latest")
+    if os.environ.get("EVAL_LAUNCHER_SKIP_BUILD") != "1":
+        proc = subprocess.run(["bash", str(REPO / "scripts" / "build-images.sh"), "--quiet",
+                               "--tag", tag], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail(f"building {tag} failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    docker_client.images.get(tag)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    if not (GSM8K_DIR / "test.jsonl").is_file():
+        pytest.fail(f"gsm8k test data missing at {GSM8K_DIR}/test.jsonl", pytrace=False)
+    return GSM8K_DIR
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    with Network() as net:
+        yield net
+
+
+@attrs.frozen
+class Endpoint:
+    container: DockerContainer
+    url: str  # as seen from containers on the network
+
+
+def _wait_healthy(container: DockerContainer, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    probe = "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health', timeout=1)"
+    while time.monotonic() < deadline:
+        code, _ = container.exec(["python", "-c", probe])
+        if code == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"reference endpoint not healthy:\n{container.get_logs()}")
+
+
+@pytest.fixture
+def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
+    """Factory: start a reference endpoint container with a given accuracy on ``network``."""
+    started: list[DockerContainer] = []
+
+    def start(accuracy: float) -> Endpoint:
+        container = (
+            DockerContainer(launcher_image)
+            .with_command(["reference-endpoint", "--port", "8000", "--accuracy", str(accuracy),
+                           "--dataset-dir", "/data/gsm8k"])
+            .with_volume_mapping(str(gsm8k_dir), "/data/gsm8k", "ro")
+            .with_network(network)
+            .with_network_aliases(ENDPOINT_ALIAS)
+            .with_kwargs(labels={TEST_LABEL: "endpoint"}, init=True)
+        )
+        container.start()
+        started.append(container)
+        _wait_healthy(container)
+        return Endpoint(container, f"http://{ENDPOINT_ALIAS}:8000/v1/chat/completions")
+
+    yield start
+    for container in started:
+        container.stop()
+
+
+@attrs.frozen
+class LauncherRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, str, str]],
+                           socket: bool = True, workdir: str | None = None,
+                           env: dict[str, str] | None = None, timeout: float = 600) -> LauncherRun:
+    """``docker run --rm -v /var/run/docker.sock:... <volumes> eval-launcher <args>``."""
+    container = DockerContainer(image).with_command(args)
+    if socket:
+        container = container.with_volume_mapping("/var/run/docker.sock",
+                                                  "/var/run/docker.sock", "rw")
+    for host, target, mode in volumes:
+        container = container.with_volume_mapping(host, target, mode)
+    for key, value in (env or {}).items():
+        container = container.with_env(key, value)
+    kwargs: dict = {"labels": {TEST_LABEL: "launcher"}}
+    if workdir:
+        kwargs["working_dir"] = workdir
+    container = container.with_kwargs(**kwargs)
+    container.start()
+    try:
+        wrapped = container.get_wrapped_container()
+        status = wrapped.wait(timeout=timeout)
+        out = wrapped.logs(stdout=True, stderr=False).decode()
+        err = wrapped.logs(stdout=False, stderr=True).decode()
+        return LauncherRun(int(status["StatusCode"]), out, err)
+    finally:
+        container.stop()
+
+
+def wait_http(url: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
