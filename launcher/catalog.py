@@ -27,10 +27,14 @@ class TaskSpec:
     description: str = ""
     needs_dataset: bool = False
 
+    def entrypoint(self) -> str:
+        """Set explicitly, so the command does not depend on the image's ENTRYPOINT."""
+        return "launcher" if self.builtin else "nemo-evaluator"
+
     def command(self, run_config_path: str) -> list[str]:
         if self.builtin:
-            return ["launcher", "harness", "run_eval", "--run_config", run_config_path]
-        return ["nemo-evaluator", "run_eval", "--run_config", run_config_path]
+            return ["harness", "run_eval", "--run_config", run_config_path]
+        return ["run_eval", "--run_config", run_config_path]
 
 
 def harness_image() -> str:

@@ -104,6 +104,7 @@ class Engine:
         container = self.client.containers.create(
             job.image,
             list(job.command),
+            entrypoint=[job.entrypoint],
             name=job.container_name,
             labels=job.labels,
             user=None if self.rootless else owner.user,

@@ -43,6 +43,7 @@ class Job:
     job_id: str
     task: str
     image: str
+    entrypoint: str
     command: tuple[str, ...]
     env: tuple[EnvVar, ...]
     mounts: tuple[Mount, ...]
@@ -128,6 +129,7 @@ def build(
             job_id=job_id,
             task=spec.name,
             image=task.container or spec.image,
+            entrypoint=spec.entrypoint(),
             command=tuple(spec.command(run_config_path)),
             env=tuple(env),
             mounts=tuple(mounts),

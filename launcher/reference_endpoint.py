@@ -301,3 +301,20 @@ def serve(
     finally:
         server.server_close()
         print("reference endpoint stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":  # python -m launcher.reference_endpoint --port 8000
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m launcher.reference_endpoint")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--accuracy", type=float, default=1.0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--dataset-dir", default=None)
+    args = parser.parse_args()
+    try:
+        serve(args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir)
+    except LauncherError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        sys.exit(e.exit_code)

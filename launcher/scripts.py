@@ -31,6 +31,7 @@ def docker_run_words(job: Job, mounts: list[HostSource], user: str | None) -> li
         if value is not None:
             words.append(f"{flag} {quote(str(value))}")
     words.append("-e HOME=/tmp")
+    words.append(f"--entrypoint {quote(job.entrypoint)}")
     words += [var.shell_flag() for var in job.env]
     words.append(quote(job.image))
     words += [quote(w) for w in job.command]

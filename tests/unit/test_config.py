@@ -82,7 +82,7 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, doc, overrides, ex
     message = info.value.message
     assert expected in message
     assert "\n" not in message
-    if not overrides or not overrides[0] == "nonsense":
+    if not overrides or overrides[0] != "nonsense":
         assert message.startswith(path)
 
 

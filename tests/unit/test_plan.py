@@ -46,8 +46,8 @@ def test_layout_ids_and_labels(tmp_path):
                           "eval-launcher.job": "0123456789abcdef.1",
                           "eval-launcher.task": "gsm8k"}
     assert job.image == "eval-launcher:latest"
-    assert job.command == ("launcher", "harness", "run_eval", "--run_config",
-                           "/results/run_config.yml")
+    assert job.entrypoint == "launcher"
+    assert job.command == ("harness", "run_eval", "--run_config", "/results/run_config.yml")
 
 
 def test_mounts_env_and_run_config(tmp_path):

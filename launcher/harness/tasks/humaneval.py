@@ -57,6 +57,13 @@ def score_response(problem: dict[str, Any], response: str) -> sandbox.Outcome:
     )
 
 
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # respects the container's cpuset
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class HumanEvalTask:
     name = "humaneval"
     metric = "pass@1"
@@ -74,7 +81,7 @@ class HumanEvalTask:
         ]
 
     def score(self, items: Sequence[Item], responses: Sequence[str]) -> list[Scored]:
-        workers = max(1, os.cpu_count() or 1)
+        workers = _cpus()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
             outcomes = list(pool.map(score_response, [i.data for i in items], responses))
         return [

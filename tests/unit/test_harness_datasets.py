@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import functools
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from launcher.harness.datasets import GSM8K_SHA256, cache_dir, resolve_gsm8k, sha256_file
+from launcher.harness.errors import DatasetError
+
+DATA = (Path(__file__).parents[2] / ".." / "shared" / "data" / "gsm8k").resolve()
+
+needs_data = pytest.mark.skipif(not (DATA / "test.jsonl").is_file(), reason=f"{DATA} missing")
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    hits = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        super().do_GET()
+
+
+StartServer = Callable[[Path], tuple[str, type[_Quiet]]]
+
+
+@pytest.fixture
+def file_server() -> Iterator[StartServer]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(directory: Path) -> tuple[str, type[_Quiet]]:
+        handler = type("Handler", (_Quiet,), {"hits": 0})
+        server = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
+        )
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/test.jsonl", handler
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("GSM8K_DATA_DIR", "NEMO_EVALUATOR_DATASET_DIR", "EVAL_LAUNCHER_GSM8K_URL"):
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EVAL_LAUNCHER_CACHE", str(cache))
+    return cache
+
+
+@needs_data
+def test_explicit_dir_wins() -> None:
+    assert resolve_gsm8k(str(DATA)) == DATA / "test.jsonl"
+
+
+@needs_data
+def test_env_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEMO_EVALUATOR_DATASET_DIR", str(DATA))
+    assert resolve_gsm8k(None) == DATA / "test.jsonl"
+    monkeypatch.setenv("NEMO_EVALUATOR_DATASET_DIR", "/nonexistent")
+    monkeypatch.setenv("GSM8K_DATA_DIR", str(DATA.parent))  # <dir>/gsm8k/test.jsonl
+    assert resolve_gsm8k(None) == DATA / "test.jsonl"
+
+
+def test_explicit_dir_without_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"has no test\.jsonl"):
+        resolve_gsm8k(str(tmp_path))
+
+
+@needs_data
+def test_download_verify_and_cache(
+    file_server: StartServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = file_server(DATA)
+    monkeypatch.setenv("EVAL_LAUNCHER_GSM8K_URL", url)
+    path = resolve_gsm8k(None)
+    assert path == clean_env / "gsm8k" / "test.jsonl"
+    assert sha256_file(path) == GSM8K_SHA256
+    assert handler.hits == 1
+    assert resolve_gsm8k(None) == path  # cached: no second download
+    assert handler.hits == 1
+    assert [p.name for p in path.parent.iterdir()] == ["test.jsonl"]  # no temp files left
+
+    path.write_text("tampered\n")  # a bad cache entry is replaced
+    assert sha256_file(resolve_gsm8k(None)) == GSM8K_SHA256
+    assert handler.hits == 2
+
+
+def test_download_checksum_mismatch(
+    file_server: StartServer, clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "test.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+    url, _ = file_server(corrupt)
+    monkeypatch.setenv("EVAL_LAUNCHER_GSM8K_URL", url)
+    with pytest.raises(DatasetError, match="corrupt: sha256"):
+        resolve_gsm8k(None)
+    leftovers = list((clean_env / "gsm8k").iterdir())
+    assert leftovers == []  # neither the temp file nor a cached copy
+
+
+def test_download_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVAL_LAUNCHER_GSM8K_URL", "http://127.0.0.1:9/test.jsonl")
+    with pytest.raises(DatasetError, match="cannot download GSM8K"):
+        resolve_gsm8k(None)
+
+
+def test_cache_dir_falls_back_when_home_is_unusable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("EVAL_LAUNCHER_CACHE")
+    not_a_dir = tmp_path / "home-is-a-file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("HOME", str(not_a_dir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert cache_dir() == tmp_path / "tmp" / "eval-launcher-cache"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "eval-launcher"

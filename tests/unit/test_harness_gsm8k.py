@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from launcher.harness.tasks.base import Item
+from launcher.harness.tasks.gsm8k import (
+    Gsm8kTask,
+    build_messages,
+    extract_answer,
+    normalize_number,
+    target_of,
+)
+
+DATA = Path(__file__).parents[2] / ".." / "shared" / "data" / "gsm8k"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("She makes 9 * 2 = 18 dollars.\nThe answer is 18.", "18"),
+        ("The answer is $18.00.", "18"),
+        ("3 + 4 = 7 so 7 * 2 = 14\n#### 14", "14"),
+        ("#### 1,234", "1234"),
+        ("The answer is 1,450,000.", "1450000"),
+        ("The answer is -3.", "-3"),
+        ("the final answer is: **42**", "42"),
+        ("The answer is 2.50", "2.5"),
+        ("First 5, then 10 then 15 apples", "15"),  # no marker: last number
+        ("It costs $1,200 in total.", "1200"),
+        ("18.0", "18"),
+        ("The answer is 7. Wait, 3 + 4 = 7, so 8 is wrong.", "7"),  # marker beats last number
+        ("#### 5\nThe answer is 6.", "6"),  # the last marker wins
+        ("I do not know.", None),
+        ("", None),
+    ],
+)
+def test_extract_answer(response: str, expected: str | None) -> None:
+    assert extract_answer(response) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("18", "18"), ("18.0", "18"), ("$1,000", "1000"), ("0.50", "0.5"), ("-7", "-7"), ("x", None)],
+)
+def test_normalize_number(text: str, expected: str | None) -> None:
+    assert normalize_number(text) == expected
+
+
+def test_target_of() -> None:
+    assert target_of("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\n#### 18") == "18"
+    assert target_of("so...\n#### 2,125") == "2125"
+
+
+def test_prompt_contains_question_and_instruction() -> None:
+    content = build_messages("How many apples?")[0]["content"]
+    assert "How many apples?" in content
+    assert "The answer is <number>." in content
+
+
+def test_score_exact_match() -> None:
+    items = [Item(id=str(i), messages=[], target=t) for i, t in enumerate(["18", "3", "70000"])]
+    responses = ["The answer is 18.", "The answer is 4.", "#### 70,000"]
+    scored = Gsm8kTask().score(items, responses)
+    assert [s.score for s in scored] == [1, 0, 1]
+    assert [s.details["extracted"] for s in scored] == ["18", "4", "70000"]
+
+
+def test_load_from_dataset_dir() -> None:
+    if not (DATA / "test.jsonl").is_file():
+        pytest.skip(f"{DATA} not present")
+    items = Gsm8kTask().load(None, str(DATA))
+    assert len(items) == 1319
+    assert items[0].id == "gsm8k/0" and items[0].target == "18"
+    assert "Janet" in items[0].messages[0]["content"]
+    assert len(Gsm8kTask().load(5, str(DATA))) == 5
