@@ -21,7 +21,7 @@ if [[ -z $data_dir && -f ../shared/data/gsm8k/test.jsonl ]]; then
   data_dir=$(cd ../shared/data/gsm8k && pwd)
 fi
 
-bash scripts/build-images.sh --tag "$IMAGE"
+bash scripts/build-images.sh --quiet --tag "$IMAGE"
 
 cleanup() {
   docker rm -f "$ENDPOINT" >/dev/null 2>&1 || true
