@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any, get_origin
@@ -380,9 +379,3 @@ def task_params(config: Config, task: Task) -> dict[str, Any]:
     merged = task_evaluator_config(config, task)
     params = (merged.get("config") or {}).get("params") or {}
     return dict(params) if isinstance(params, Mapping) else {}
-
-
-def resolve_relative(path: str, config_path: str | None) -> str:
-    """Relative paths in a config are relative to the current directory, as in the reference."""
-    del config_path
-    return os.path.abspath(os.path.expanduser(path))
