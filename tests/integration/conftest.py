@@ -123,7 +123,8 @@ class LauncherRun:
 
 def run_launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, str, str]],
                            socket: bool = True, workdir: str | None = None,
-                           env: dict[str, str] | None = None, timeout: float = 600) -> LauncherRun:
+                           env: dict[str, str] | None = None, timeout: float = 600,
+                           user: str | None = None) -> LauncherRun:
     """``docker run --rm -v /var/run/docker.sock:... <volumes> eval-launcher <args>``."""
     container = DockerContainer(image).with_command(args)
     if socket:
@@ -136,6 +137,8 @@ def run_launcher_container(image: str, args: list[str], *, volumes: list[tuple[s
     kwargs: dict = {"labels": {TEST_LABEL: "launcher"}}
     if workdir:
         kwargs["working_dir"] = workdir
+    if user:
+        kwargs["user"] = user
     container = container.with_kwargs(**kwargs)
     container.start()
     try:

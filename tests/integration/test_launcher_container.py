@@ -164,6 +164,8 @@ def _labelled_jobs(client: docker.DockerClient) -> set[str]:
     [
         ("no socket", ["run", "--config", "/config/eval.yaml"], False, 3,
          "-v /var/run/docker.sock:/var/run/docker.sock"),
+        ("socket not permitted", ["run", "--config", "/config/eval.yaml"], "4242:4242", 3,
+         "permission denied on the Docker engine"),
         ("output under no mount", ["run", "--config", "/config/eval.yaml",
                                    "-o", "execution.output_dir=/nowhere/results"], True, 3,
          "add `-v /path/on/host:/nowhere/results`"),
@@ -188,7 +190,8 @@ def test_bad_input_in_container(tmp_path, launcher_image, docker_client, case, a
                           "bridge", limit=2, tasks=[{"name": "gsm8k"}])
     before = _labelled_jobs(docker_client)
     run = run_launcher_container(
-        launcher_image, args, socket=socket,
+        launcher_image, args, socket=bool(socket),
+        user=socket if isinstance(socket, str) else None,
         volumes=[(str(results), "/results", "rw"), (str(config.parent), "/config", "ro")])
     assert run.exit_code == exit_code, (case, run.stdout, run.stderr)
     lines = run.stderr.strip().splitlines()
