@@ -26,27 +26,95 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def config_options(func):
+    """--config / --config-dir + --config-name, -o overrides, --env-file."""
+    for decorator in reversed([
+        click.option("-c", "--config", "config", metavar="FILE", help="YAML config file."),
+        click.option("--config-dir", metavar="DIR", help="Folder of configs (with --config-name)."),
+        click.option("--config-name", metavar="NAME",
+                     help="Config in --config-dir (default .), with or without .yaml."),
+        click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config value by dotted key (repeatable); the value is "
+                          "parsed as YAML. +KEY=VALUE is accepted too."),
+        click.option("--env-file", metavar="FILE",
+                     help="NAME=value lines supplying host variables that are not already set "
+                          "(a .env beside the config is read too)."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def _options(config, config_dir, config_name, overrides, env_file):
+    from launcher.prepare import ConfigOptions
+
+    return ConfigOptions(config, config_dir, config_name, tuple(overrides), env_file)
+
+
 @cli.command(context_settings=CONTEXT)
-@click.option("-c", "--config", "config_path", type=str, help="YAML config file.")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value by dotted key (repeatable); values parse as YAML.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and plan; start nothing.")
+@config_options
+@click.option("-t", "--task", "tasks", multiple=True, metavar="NAME",
+              help="Run only this configured task (repeatable).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved config, the plan and the scripts; write and start nothing.")
 @click.option("--host-output-dir", metavar="PATH",
               help="Host path of execution.output_dir, when the launcher runs in a container "
                    "and cannot find it by inspecting its own mounts (env "
                    "EVAL_LAUNCHER_HOST_OUTPUT_DIR).")
-def run(config_path: str | None, overrides: tuple[str, ...], dry_run: bool,
-        host_output_dir: str | None) -> None:
+def run(config, config_dir, config_name, overrides, env_file, tasks: tuple[str, ...],
+        dry_run: bool, host_output_dir: str | None) -> None:
     """Run every task of a config, one evaluation container per task, and print the scores.
 
     \b
-    Example:
-      launcher run --config examples/local_reference.yaml \\
+    Examples:
+      launcher run --config examples/local_reference.yaml
+      launcher run --config-dir examples --config-name hosted_endpoint -t gsm8k \\
         -o evaluation.nemo_evaluator_config.config.params.limit_samples=10
+      launcher run --config examples/hosted_endpoint.yaml --dry-run
     """
     from launcher.commands.run import run as do_run
 
-    sys.exit(do_run(config_path, overrides, dry_run, host_output_dir))
+    options = _options(config, config_dir, config_name, overrides, env_file)
+    sys.exit(do_run(options, tasks, dry_run, host_output_dir))
+
+
+@cli.group("config", context_settings=CONTEXT)
+def config_group() -> None:
+    """Check and show configs (for CI linting)."""
+
+
+@config_group.command("validate", context_settings=CONTEXT)
+@click.argument("file", required=False)
+@config_options
+def config_validate(file, config, config_dir, config_name, overrides, env_file) -> None:
+    """Validate a config: schema, tasks, env vars named; exit 0 if it would run, else 2.
+
+    \b
+    Example:
+      launcher config validate examples/hosted_endpoint.yaml
+    """
+    from launcher.prepare import prepare
+
+    prepared = prepare(_options(file or config, config_dir, config_name, overrides, env_file))
+    tasks = ", ".join(job.task for job in prepared.invocation.jobs)
+    click.echo(f"ok: {prepared.loaded.source} ({len(prepared.invocation.jobs)} tasks: {tasks})")
+
+
+@config_group.command("show", context_settings=CONTEXT)
+@click.argument("file", required=False)
+@config_options
+def config_show(file, config, config_dir, config_name, overrides, env_file) -> None:
+    """Print the resolved config (defaults, overrides and ${...} applied; literals redacted).
+
+    \b
+    Example:
+      launcher config show examples/local_reference.yaml -o execution.mode=parallel
+    """
+    from launcher.commands.run import dump_yaml
+    from launcher.prepare import load
+    from launcher.store import redact
+
+    loaded = load(_options(file or config, config_dir, config_name, overrides, env_file))
+    click.echo(dump_yaml(redact(loaded.raw)))
 
 
 @cli.group(context_settings=CONTEXT)

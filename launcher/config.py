@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any, get_origin
@@ -20,6 +21,8 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from launcher import interpolate
+from launcher import overrides as overrides_mod
 from launcher.errors import ConfigError
 
 MISSING_MARK = "???"  # the reference's marker for "the user must supply this value"
@@ -40,11 +43,19 @@ class Target:
 
 
 @attrs.frozen
+class Mounts:
+    evaluation: dict[str, str] = attrs.field(factory=dict)  # launcher-side path: container path
+
+
+@attrs.frozen
 class Execution:
     type: str = "local"
     output_dir: str = "./results"
     extra_docker_args: str = ""
     mode: str = "sequential"
+    max_parallel: int = 4
+    endpoint_readiness_timeout: float = 30.0
+    mounts: Mounts = attrs.field(factory=Mounts)
 
 
 @attrs.frozen
@@ -196,10 +207,56 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def packaged_defaults() -> dict[str, Any]:
-    """The built-in defaults (``launcher/data/defaults.yaml``), under every user config."""
-    text = resources.files("launcher").joinpath("data/defaults.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text) or {}
+def _packaged(name: str) -> dict[str, Any] | None:
+    node = resources.files("launcher").joinpath(f"data/configs/{name}.yaml")
+    if not node.is_file():
+        return None
+    return yaml.safe_load(node.read_text(encoding="utf-8")) or {}
+
+
+def _group_options(group: str) -> list[str]:
+    folder = resources.files("launcher").joinpath(f"data/configs/{group}")
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+DEFAULTS_LIST: list[Any] = [{"execution": "local"}, {"deployment": "none"}, "_self_"]
+
+
+def compose(user: dict[str, Any], source: str) -> dict[str, Any]:
+    """Resolve the ``defaults:`` list against the packaged configs, Hydra style.
+
+    Layers, later wins: the packaged base, then each group option and ``_self_`` (the user's
+    file) in list order; ``_self_`` goes last when the list does not name it.
+    """
+    entries = user.get("defaults", DEFAULTS_LIST)
+    if not isinstance(entries, list):
+        raise ConfigError(f"expected a list, got {_describe(entries)}", source=source,
+                          key="defaults")
+    body = {k: v for k, v in user.items() if k != "defaults"}
+    data = _packaged("base") or {}
+    if "_self_" not in entries:
+        entries = [*entries, "_self_"]
+    for i, entry in enumerate(entries):
+        if entry == "_self_":
+            data = deep_merge(data, body)
+            continue
+        if not (isinstance(entry, dict) and len(entry) == 1):
+            raise ConfigError(f"expected 'group: option' or _self_, got {_describe(entry)}",
+                              source=source, key=f"defaults[{i}]")
+        ((group, option),) = entry.items()
+        group = str(group).removeprefix("override ").strip()
+        if group not in ("execution", "deployment"):
+            raise ConfigError(f"unknown defaults group '{group}' (known: deployment, execution)",
+                              source=source, key=f"defaults[{i}]")
+        layer = _packaged(f"{group}/{option}")
+        if layer is None:
+            options = ", ".join(_group_options(group))
+            raise ConfigError(f"unknown {group} '{option}' (available: {options})",
+                              source=source, key=f"defaults[{i}].{group}")
+        data = deep_merge(data, {group: layer})
+    data["defaults"] = entries
+    return data
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,63 +270,17 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def parse_override(text: str) -> tuple[list[str], Any, bool]:
-    """``a.b.c=value`` (or ``+a.b=value``) → (key path, YAML-parsed value, adds_key)."""
-    key, sep, raw = text.partition("=")
-    adds = key.startswith("+")
-    key = key.removeprefix("+").strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(
-            f"override '{text}' is not of the form dotted.key=value (e.g. "
-            "-o execution.output_dir=/results)",
-            source="-o",
-        )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.split("."), value, adds
-
-
-def apply_override(data: dict[str, Any], text: str) -> None:
-    path, value, _adds = parse_override(text)
-    node: Any = data
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        if isinstance(node, list):
-            node = _list_item(node, part, text)
-            continue
-        if part not in node or node[part] is None:
-            node[part] = [] if nxt.isdigit() else {}
-        node = node[part]
-    last = path[-1]
-    if isinstance(node, list):
-        index = _list_index(node, last, text, allow_append=True)
-        if index == len(node):
-            node.append(value)
-        else:
-            node[index] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ConfigError(
-            f"cannot set '{'.'.join(path)}': '{'.'.join(path[:-1])}' is not a mapping",
-            source="-o",
-        )
-
-
-def _list_index(node: list[Any], part: str, text: str, allow_append: bool = False) -> int:
-    limit = len(node) + (1 if allow_append else 0)
-    if not part.isdigit() or int(part) >= limit:
-        raise ConfigError(
-            f"override '{text}': '{part}' is not an index of a list of {len(node)} items",
-            source="-o",
-        )
-    return int(part)
-
-
-def _list_item(node: list[Any], part: str, text: str) -> Any:
-    return node[_list_index(node, part, text)]
+def locate(config: str | None, config_dir: str | None, config_name: str | None) -> str | None:
+    """``--config FILE`` or ``--config-dir DIR --config-name NAME`` (NAME with or without .yaml)."""
+    if config and (config_dir or config_name):
+        raise ConfigError("--config cannot be combined with --config-dir/--config-name: give "
+                          "either a file or a directory and a name", source="command line")
+    if config_dir and not config_name:
+        raise ConfigError("--config-dir needs --config-name NAME", source="command line")
+    if config_name:
+        name = config_name if config_name.endswith((".yaml", ".yml")) else f"{config_name}.yaml"
+        return os.path.join(config_dir or ".", name)
+    return config
 
 
 def _find_missing(data: Any, path: str = "") -> str | None:
@@ -288,17 +299,17 @@ def _find_missing(data: Any, path: str = "") -> str | None:
     return None
 
 
-def load_config(path: str | None, overrides: Iterable[str] = ()) -> tuple[Config, dict[str, Any]]:
-    """Read, merge with the packaged defaults, apply overrides, validate.
+def load_config(path: str | None, overrides: Iterable[str] = (),
+                environ: Mapping[str, str] | None = None) -> tuple[Config, dict[str, Any]]:
+    """Read, compose with the packaged defaults, apply overrides, interpolate, validate.
 
-    Returns the typed config and the merged raw mapping (for ``--dry-run`` display and the
-    invocation record). ``path`` None means the built-in defaults alone.
+    Returns the typed config and the resolved raw mapping (for ``config show``, ``--dry-run``
+    and the invocation record). ``path`` None means the built-in defaults alone.
     """
     source = path or "<built-in defaults>"
-    user = _read_yaml(path) if path else {}
-    data = deep_merge(packaged_defaults(), user)
+    data = compose(_read_yaml(path) if path else {}, source)
     for text in overrides:
-        apply_override(data, text)
+        overrides_mod.apply(data, text)
     missing = _find_missing(data)
     if missing:
         raise ConfigError(
@@ -307,6 +318,7 @@ def load_config(path: str | None, overrides: Iterable[str] = ()) -> tuple[Config
             source=source,
             key=missing,
         )
+    data = interpolate.resolve(data, os.environ if environ is None else environ, source=source)
     try:
         config = _converter.structure(data, Config)
     except (ClassValidationError, IterableValidationError) as exc:
@@ -336,6 +348,9 @@ def _check_semantics(config: Config, source: str) -> None:
             source=source,
             key="execution.type",
         )
+    if config.execution.max_parallel < 1:
+        raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",
+                          source=source, key="execution.max_parallel")
     if config.execution.mode not in ("sequential", "parallel"):
         raise ConfigError(
             f"expected 'sequential' or 'parallel', got '{config.execution.mode}'",

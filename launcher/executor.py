@@ -101,27 +101,28 @@ class Engine:
         """Run one evaluation container to its end; return its exit code."""
         logs = job.logs_dir
         write_atomic(os.path.join(logs, "stage.pre-start"), _now() + "\n", owner)
-        container = self.client.containers.create(
-            job.image,
-            list(job.command),
-            entrypoint=[job.entrypoint],
-            name=job.container_name,
-            labels=job.labels,
-            user=None if self.rootless else owner.user,
-            mounts=[src.api_mount(m.target, m.read_only)
-                    for src, m in zip(mounts, job.mounts, strict=True)],
-            environment={"HOME": "/tmp", **env},
-            init=True,
-            detach=True,
-            network=job.docker.network,
-            extra_hosts=dict(job.docker.add_hosts) or None,
-            shm_size=job.docker.shm_size,
-            mem_limit=job.docker.mem_limit,
-            nano_cpus=int(job.docker.cpus * 1e9) if job.docker.cpus else None,
-            ipc_mode=job.docker.ipc_mode,
-        )
-        code, status = 137, "killed"
+        code, status, container = 125, "failed", None
         try:
+            container = self.client.containers.create(
+                job.image,
+                list(job.command),
+                entrypoint=[job.entrypoint],
+                name=job.container_name,
+                labels=job.labels,
+                user=None if self.rootless else owner.user,
+                mounts=[src.api_mount(m.target, m.read_only)
+                        for src, m in zip(mounts, job.mounts, strict=True)],
+                environment={"HOME": "/tmp", **env},
+                init=True,
+                detach=True,
+                network=job.docker.network,
+                extra_hosts=dict(job.docker.add_hosts) or None,
+                shm_size=job.docker.shm_size,
+                mem_limit=job.docker.mem_limit,
+                nano_cpus=int(job.docker.cpus * 1e9) if job.docker.cpus else None,
+                ipc_mode=job.docker.ipc_mode,
+            )
+            code, status = 137, "killed"
             container.start()
             write_atomic(os.path.join(logs, "stage.running"), _now() + "\n", owner)
             self._stream_logs(container, os.path.join(logs, "stdout.log"), owner, echo)
@@ -130,8 +131,9 @@ class Engine:
             return code
         finally:
             # Also reached on KeyboardInterrupt (SIGINT/SIGTERM): no orphan container is left.
-            with contextlib.suppress(NotFound, APIError):
-                container.remove(force=True)
+            if container is not None:
+                with contextlib.suppress(NotFound, APIError):
+                    container.remove(force=True)
             write_atomic(os.path.join(logs, "stage.exit"), f"{_now()} {code} {status}\n", owner)
 
     @staticmethod

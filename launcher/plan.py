@@ -124,6 +124,7 @@ def build(
                   v.target, v.read_only, v.is_named)
             for v in extra.volumes
         )
+        mounts.extend(_evaluation_mounts(config, source))
         jobs.append(Job(
             index=index,
             job_id=job_id,
@@ -140,6 +141,23 @@ def build(
             container_name=f"eval-launcher-{inv_id}-{index}",
         ))
     return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs))
+
+
+def _evaluation_mounts(config: Config, source: str) -> list[Mount]:
+    """``execution.mounts.evaluation``: {path as the launcher sees it: container path[:ro]}."""
+    mounts = []
+    for host, target in config.execution.mounts.evaluation.items():
+        key = f"execution.mounts.evaluation.{host}"
+        path, _, mode = target.partition(":")
+        if mode not in ("", "ro", "rw") or not path.startswith("/"):
+            raise ConfigError(f"expected an absolute container path with optional :ro, got "
+                              f"'{target}'", source=source, key=key)
+        local = os.path.abspath(os.path.expanduser(host))
+        if not os.path.exists(local):
+            raise ConfigError(f"'{local}' does not exist (as the launcher sees it; inside the "
+                              "launcher container, mount it with -v)", source=source, key=key)
+        mounts.append(Mount(local, path, read_only=mode == "ro"))
+    return mounts
 
 
 def _with_api_key(env: list[EnvVar], api_key_name: str | None) -> list[EnvVar]:

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launcher.config import apply_override, deep_merge, load_config, parse_override, task_params
+from launcher.config import deep_merge, load_config, task_params
 from launcher.errors import ConfigError
+from launcher.overrides import apply as apply_override
+from launcher.overrides import parse as parse_override
 
 MINIMAL = {
     "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions", "model_id": "m"}},
@@ -99,8 +101,8 @@ def test_deep_merge_does_not_mutate_inputs():
 
 
 def test_parse_override_forms():
-    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2], False)
-    assert parse_override("+a=null") == (["a"], None, True)
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("+a=null") == (["a"], None)
     assert parse_override("a=true")[1] is True
     data: dict = {"l": [{"x": 1}]}
     apply_override(data, "l.0.x=2")

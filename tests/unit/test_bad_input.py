@@ -1,0 +1,80 @@
+"""Issue 3's bad-input table, through the real CLI: one line on stderr naming the file and the
+key path, exit code 2, no traceback, nothing written, nothing started (Docker is never reached:
+DOCKER_HOST points nowhere, so a start attempt would show up as exit 3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+GOOD = {
+    "execution": {"output_dir": "OUT"},
+    "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions", "model_id": "m",
+                                "api_key_name": "BAD_INPUT_KEY"}},
+    "evaluation": {"tasks": [{"name": "gsm8k"}]},
+}
+
+
+def write(tmp_path: Path, text: str | None = None, **changes) -> Path:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["execution"]["output_dir"] = str(tmp_path / "out")
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[last] = value
+    path = tmp_path / "eval.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(data))
+    return path
+
+
+CASES = [
+    ("malformed yaml", "target: {api_endpoint: {url: x\nevaluation: [\n", {}, [],
+     "malformed YAML at line 2, column 11"),
+    ("wrong type", None, {"execution__max_parallel": "four"}, [],
+     "key 'execution.max_parallel': expected int, got str 'four'"),
+    ("missing value", None, {"target__api_endpoint__url": "???"}, [],
+     "key 'target.api_endpoint.url': a value is required here"),
+    ("unknown key", None, {"execution__outptu_dir": "/x"}, [],
+     "key 'execution': unknown key 'outptu_dir' (did you mean 'output_dir'?)"),
+    ("unknown task", None, {"evaluation__tasks__0__name": "gsm8"}, [],
+     "key 'evaluation.tasks[0].name': unknown task 'gsm8'"),
+    ("env var unset", None, {}, [], "host environment variable BAD_INPUT_KEY is not set"),
+    ("output dir not writable", None, {}, ["-o", "execution.output_dir=FILE/out"],
+     "key 'execution.output_dir': output folder"),
+    ("conflicting flags", None, {}, ["--config-dir", "."], "--config cannot be combined"),
+    ("unknown -t task", None, {}, ["-t", "mmlu"], "--task mmlu is not in the config"),
+    ("bad interpolation", None, {"execution__output_dir": "${execution.nope}"}, [],
+     "key 'execution.output_dir': '${execution.nope}' refers to a key that does not exist"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "changes", "args", "needle"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, case, text, changes, args, needle):
+    path = write(tmp_path, text, **changes)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    args = [a.replace("FILE", str(blocker)) for a in args]
+    env = {k: v for k, v in os.environ.items() if k != "BAD_INPUT_KEY"}
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/nowhere.sock"
+    if case != "env var unset":
+        env["BAD_INPUT_KEY"] = "x"
+    before = sorted(tmp_path.iterdir())
+    proc = subprocess.run([sys.executable, "-m", "launcher", "run", "--config", str(path),
+                           *args], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert needle in lines[0], lines[0]
+    if case not in ("conflicting flags",):
+        assert str(path) in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert sorted(tmp_path.iterdir()) == before  # nothing written

@@ -1,0 +1,54 @@
+"""Every example config passes ``config validate`` and ``run --dry-run`` (nothing written)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+ENV = {"NGC_API_KEY": "sk-example-secret", "HF_TOKEN": "hf-example-secret"}
+
+
+def launcher(*args: str, cwd: Path):
+    return subprocess.run([sys.executable, "-m", "launcher", *args], capture_output=True,
+                          text=True, env={**os.environ, **ENV}, cwd=cwd, timeout=60)
+
+
+def test_examples_exist():
+    names = {p.name for p in EXAMPLES}
+    assert {"local_reference.yaml", "hosted_endpoint.yaml", "host_endpoint.yaml",
+            "env_vars.yaml", "parallel.yaml"} <= names
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_validate_and_dry_run(example, tmp_path):
+    overrides = ["-o", "target.api_endpoint.model_id=m"] if "host_endpoint" in example.name else []
+    proc = launcher("config", "validate", str(example), *overrides, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"ok: {example}")
+    proc = launcher("run", "--config", str(example), "--dry-run", *overrides, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    document = yaml.safe_load(proc.stdout)
+    assert document["plan"]["jobs"]
+    for secret in ENV.values():
+        assert secret not in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_env_vars_example_resolves_all_forms(tmp_path):
+    proc = launcher("run", "--config", str(EXAMPLES[0].parent / "env_vars.yaml"), "--dry-run",
+                    cwd=tmp_path)
+    document = yaml.safe_load(proc.stdout)
+    gsm8k = document["plan"]["jobs"][0]
+    assert gsm8k["env"] == ["HF_TOKEN", "MY_HF_TOKEN=$HF_TOKEN", "LOG_LEVEL=<literal>",
+                            "NGC_API_KEY"]
+    script = next(v for k, v in document["scripts"].items() if k.endswith("gsm8k.0/run.sh"))
+    assert '-e MY_HF_TOKEN="${HF_TOKEN}"' in script and "-e LOG_LEVEL=debug" in script
+    assert document["config"]["evaluation"]["tasks"][0]["nemo_evaluator_config"]["config"][
+        "params"]["limit_samples"] == 25
+    assert document["config"]["execution"]["output_dir"] == "./results"
