@@ -186,6 +186,7 @@ def test_bad_input_in_container(tmp_path, launcher_image, docker_client, case, a
                                 exit_code, needle):
     results = tmp_path / "results"
     results.mkdir()
+    os.chown(results, 4242, 4242)  # writable for the "socket not permitted" user
     config = write_config(tmp_path / "config", "http://refep:8000/v1/chat/completions",
                           "bridge", limit=2, tasks=[{"name": "gsm8k"}])
     before = _labelled_jobs(docker_client)
