@@ -60,8 +60,14 @@ def _options(config, config_dir, config_name, overrides, env_file):
               help="Host path of execution.output_dir, when the launcher runs in a container "
                    "and cannot find it by inspecting its own mounts (env "
                    "EVAL_LAUNCHER_HOST_OUTPUT_DIR).")
+@click.option("-d", "--detach", is_flag=True,
+              help="Return at once; a supervisor container runs the jobs. The invocation id is "
+                   "the last line of stdout.")
+@click.option("--skip-endpoint-check", is_flag=True,
+              help="Do not probe the endpoint before starting the tasks.")
 def run(config, config_dir, config_name, overrides, env_file, tasks: tuple[str, ...],
-        dry_run: bool, host_output_dir: str | None) -> None:
+        dry_run: bool, host_output_dir: str | None, detach: bool,
+        skip_endpoint_check: bool) -> None:
     """Run every task of a config, one evaluation container per task, and print the scores.
 
     \b
@@ -74,7 +80,8 @@ def run(config, config_dir, config_name, overrides, env_file, tasks: tuple[str, 
     from launcher.commands.run import run as do_run
 
     options = _options(config, config_dir, config_name, overrides, env_file)
-    sys.exit(do_run(options, tasks, dry_run, host_output_dir))
+    sys.exit(do_run(options, tasks, dry_run, host_output_dir, detach,
+                    probe=not skip_endpoint_check))
 
 
 @cli.group("config", context_settings=CONTEXT)
@@ -115,6 +122,130 @@ def config_show(file, config, config_dir, config_name, overrides, env_file) -> N
 
     loaded = load(_options(file or config, config_dir, config_name, overrides, env_file))
     click.echo(dump_yaml(redact(loaded.raw)))
+
+
+def output_dir_option(func):
+    return click.option(
+        "--output-dir", metavar="DIR", default=None,
+        help="Output folder holding the invocations (default: $EVAL_LAUNCHER_OUTPUT_DIR, else "
+             "/results in the launcher container, else ./results).")(func)
+
+
+def _output_dir(value: str | None) -> str:
+    import os
+
+    if value:
+        return value
+    if os.environ.get("EVAL_LAUNCHER_OUTPUT_DIR"):
+        return os.environ["EVAL_LAUNCHER_OUTPUT_DIR"]
+    return "/results" if os.path.exists("/.dockerenv") and os.path.isdir("/results") else (
+        "./results")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("invocation", required=False)
+@output_dir_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per job.")
+def status(invocation: str | None, output_dir: str | None, as_json: bool) -> None:
+    """Show the jobs of an invocation (default: the newest): state, exit code, duration, score.
+
+    \b
+    Examples:
+      launcher status 3f9a0c2e --output-dir ./results
+      launcher status 3f9a0c2e7b1d4a55.1 --json
+    """
+    from launcher.commands.manage import status as do
+
+    sys.exit(do(_output_dir(output_dir), invocation, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ident")
+@output_dir_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
+def logs(ident: str, output_dir: str | None, follow: bool) -> None:
+    """Print a job's container log (all jobs of an invocation, prefixed, without -f).
+
+    \b
+    Example:
+      launcher logs 3f9a0c2e.0 -f
+    """
+    from launcher.commands.manage import logs as do
+
+    sys.exit(do(_output_dir(output_dir), ident, follow))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ident")
+@output_dir_option
+def kill(ident: str, output_dir: str | None) -> None:
+    """Stop an invocation's (or one job's) containers, found by label, and mark them killed.
+
+    \b
+    Example:
+      launcher kill 3f9a0c2e
+    """
+    from launcher.commands.manage import kill as do
+
+    sys.exit(do(_output_dir(output_dir), ident))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ident")
+@output_dir_option
+def info(ident: str, output_dir: str | None) -> None:
+    """Show where an invocation's files are, its jobs, rerun scripts and env var names.
+
+    \b
+    Example:
+      launcher info 3f9a0c2e
+    """
+    from launcher.commands.manage import info as do
+
+    sys.exit(do(_output_dir(output_dir), ident))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ident")
+@output_dir_option
+def resume(ident: str, output_dir: str | None) -> None:
+    """Rerun the jobs of an invocation that did not succeed, in the same folders.
+
+    \b
+    Example:
+      launcher resume 3f9a0c2e
+    """
+    from launcher.commands.manage import resume as do
+
+    sys.exit(do(_output_dir(output_dir), ident, False))
+
+
+@cli.command(hidden=True, context_settings=CONTEXT)
+@click.argument("invocation_dir")
+def supervise(invocation_dir: str) -> None:
+    """Run a detached invocation's jobs (inside the supervisor container)."""
+    from launcher.commands.manage import supervise as do
+
+    sys.exit(do(invocation_dir))
+
+
+@cli.command("probe-endpoint", context_settings=CONTEXT)
+@click.option("--url", required=True, help="Chat or completions URL of the endpoint.")
+@click.option("--model-id", required=True, help="Model the endpoint must serve.")
+@click.option("--api-key-name", default=None, help="Env var holding the API key.")
+@click.option("--timeout", default=30.0, show_default=True, type=float,
+              help="Seconds to wait for the endpoint to come up.")
+def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: float) -> None:
+    """Check that an endpoint is up and serves the model (exit 0 ready, 2 unknown model,
+    3 unreachable). `run` does this once before any task starts.
+
+    \b
+    Example:
+      launcher probe-endpoint --url http://localhost:8000/v1/chat/completions --model-id m
+    """
+    from launcher.probe import probe
+
+    sys.exit(probe(url, model_id, api_key_name, timeout))
 
 
 @cli.group(context_settings=CONTEXT)
@@ -165,6 +296,22 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
 @cli.group("ls", context_settings=CONTEXT)
 def ls() -> None:
     """List things the launcher knows about."""
+
+
+@ls.command("runs", context_settings=CONTEXT)
+@output_dir_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per run.")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many, newest first.")
+def ls_runs(output_dir: str | None, as_json: bool, limit: int) -> None:
+    """List recent invocations in the output folder: id, start, state, tasks, model.
+
+    \b
+    Example:
+      launcher ls runs --output-dir ./results --json
+    """
+    from launcher.commands.manage import ls_runs as do
+
+    sys.exit(do(_output_dir(output_dir), as_json, limit))
 
 
 @ls.command("tasks", context_settings=CONTEXT)

@@ -64,6 +64,7 @@ class Task:
     container: str | None = None
     dataset_dir: str | None = None
     dataset_mount_path: str = "/datasets"
+    timeout: float | None = None  # seconds; a task running longer is stopped and marked failed
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
 

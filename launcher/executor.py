@@ -11,17 +11,23 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from launcher import hostpaths
+from launcher.dockerargs import DockerArgs
 from launcher.errors import EnvironmentProblem
 from launcher.hostpaths import HostSource, PathTranslator
-from launcher.plan import LABEL_INVOCATION, Job
+from launcher.plan import LABEL_INVOCATION, LABEL_JOB, Job
+from launcher.status import ContainerFact
 from launcher.store import Owner, write_atomic
+
+LABEL_ROLE = "eval-launcher.role"
+KILLED_MARKER = "stage.killed"  # written by `launcher kill` before it removes containers
 
 
 def _now() -> str:
@@ -100,8 +106,11 @@ class Engine:
     ) -> int:
         """Run one evaluation container to its end; return its exit code."""
         logs = job.logs_dir
+        for stale in ("stage.running", "stage.exit", KILLED_MARKER):  # a resumed job
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(logs, stale))
         write_atomic(os.path.join(logs, "stage.pre-start"), _now() + "\n", owner)
-        code, status, container = 125, "failed", None
+        code, status, container, note = 125, "failed", None, ""
         try:
             container = self.client.containers.create(
                 job.image,
@@ -125,16 +134,44 @@ class Engine:
             code, status = 137, "killed"
             container.start()
             write_atomic(os.path.join(logs, "stage.running"), _now() + "\n", owner)
-            self._stream_logs(container, os.path.join(logs, "stdout.log"), owner, echo)
-            code = int(container.wait().get("StatusCode", 1))
-            status = "success" if code == 0 else "failed"
+            timed_out = threading.Event()
+            timer = None
+            if job.timeout:
+                def expire() -> None:
+                    timed_out.set()
+                    with contextlib.suppress(NotFound, APIError):
+                        container.stop(timeout=5)
+
+                timer = threading.Timer(job.timeout, expire)
+                timer.daemon = True
+                timer.start()
+            note = ""
+            try:
+                self._stream_logs(container, os.path.join(logs, "stdout.log"), owner, echo)
+                code = int(container.wait().get("StatusCode", 1))
+                container.reload()
+                if (container.attrs.get("State") or {}).get("OOMKilled"):
+                    note = " oom"
+            except NotFound:
+                code, note = 137, " removed"
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            status = "success" if code == 0 and not note else "failed"
+            if os.path.exists(os.path.join(logs, KILLED_MARKER)):
+                status = "killed"
+            elif timed_out.is_set():
+                code, status = 124, "failed"
+                with open(os.path.join(logs, "stdout.log"), "a", encoding="utf-8") as log:
+                    log.write(f"eval-launcher: stopped after the task timeout of {job.timeout}s\n")
             return code
         finally:
             # Also reached on KeyboardInterrupt (SIGINT/SIGTERM): no orphan container is left.
             if container is not None:
                 with contextlib.suppress(NotFound, APIError):
                     container.remove(force=True)
-            write_atomic(os.path.join(logs, "stage.exit"), f"{_now()} {code} {status}\n", owner)
+            write_atomic(os.path.join(logs, "stage.exit"),
+                         f"{_now()} {code} {status}{note if status == 'failed' else ''}\n", owner)
 
     @staticmethod
     def _stream_logs(container, path: str, owner: Owner,
@@ -149,14 +186,88 @@ class Engine:
                     for line in chunk.decode("utf-8", "replace").splitlines():
                         echo(line)
 
-    def stop_invocation(self, invocation_id: str) -> int:
-        """Stop and remove every container labelled with this invocation (ours only)."""
-        label = f"{LABEL_INVOCATION}={invocation_id}"
-        found = self.client.containers.list(all=True, filters={"label": label})
+    def stop_containers(self, invocation_id: str, job_id: str | None = None) -> int:
+        """Remove the containers labelled with this invocation (or job): ours, and only ours."""
+        label = f"{LABEL_JOB}={job_id}" if job_id else f"{LABEL_INVOCATION}={invocation_id}"
+        found = self._list(label)
+        for container in found:  # the supervisor first, so it starts nothing new
+            if container.labels.get(LABEL_ROLE) == "supervisor":
+                with contextlib.suppress(NotFound, APIError):
+                    container.remove(force=True)
         for container in found:
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
         return len(found)
+
+    def _list(self, label: str) -> list:
+        try:
+            return self.client.containers.list(all=True, filters={"label": label})
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    def job_containers(self, invocation_id: str) -> dict[str, ContainerFact]:
+        facts = {}
+        for container in self._list(f"{LABEL_INVOCATION}={invocation_id}"):
+            job_id = container.labels.get(LABEL_JOB)
+            if job_id:
+                state = container.attrs.get("State") or {}
+                facts[job_id] = ContainerFact(state.get("Status", container.status),
+                                              state.get("ExitCode"), bool(state.get("OOMKilled")))
+        return facts
+
+    def supervisor_running(self, invocation_id: str) -> bool:
+        return any(c.labels.get(LABEL_ROLE) == "supervisor" and c.status == "running"
+                   for c in self._list(f"{LABEL_INVOCATION}={invocation_id}"))
+
+    def container_running(self, container_id: str | None) -> bool:
+        if not container_id:
+            return False
+        try:
+            return self.client.containers.get(container_id).status == "running"
+        except NotFound:
+            return False
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    def follow(self, job_id: str) -> Iterator[bytes] | None:
+        """The live log stream of a job's running container, or None if it has none."""
+        for container in self._list(f"{LABEL_JOB}={job_id}"):
+            if container.status == "running":
+                return container.logs(stream=True, follow=True, tail=0)
+        return None
+
+    def start_supervisor(self, image: str, args: list[str], invocation_id: str,
+                         mounts: list[dict], env: Mapping[str, str]) -> str:
+        """A container of our own image that runs the jobs of a detached invocation; it
+        survives the launcher container that started it and is labelled like the jobs."""
+        container = self.client.containers.run(
+            image, args, entrypoint=["launcher"], detach=True, init=True, mounts=mounts,
+            environment=dict(env), name=f"eval-launcher-{invocation_id}-supervisor",
+            labels={LABEL_INVOCATION: invocation_id, LABEL_ROLE: "supervisor"},
+        )
+        return container.id
+
+    def probe(self, image: str, url: str, model_id: str, api_key_name: str | None,
+              env: Mapping[str, str], docker: DockerArgs, timeout: float) -> tuple[int, str]:
+        """Check the endpoint from where the evaluation containers run (same image, same
+        network arguments): (exit code, last line of the probe's output)."""
+        args = ["probe-endpoint", "--url", url, "--model-id", model_id, "--timeout", str(timeout)]
+        if api_key_name:
+            args += ["--api-key-name", api_key_name]
+        container = self.client.containers.create(
+            image, args, entrypoint=["launcher"], detach=True, init=True,
+            environment={k: v for k, v in env.items() if k == api_key_name},
+            network=docker.network, extra_hosts=dict(docker.add_hosts) or None,
+            labels={LABEL_ROLE: "probe"},
+        )
+        try:
+            container.start()
+            code = int(container.wait(timeout=timeout + 30).get("StatusCode", 1))
+            lines = container.logs().decode("utf-8", "replace").strip().splitlines()
+            return code, lines[-1] if lines else ""
+        finally:
+            with contextlib.suppress(NotFound, APIError):
+                container.remove(force=True)
 
 
 def echo_stderr(prefix: str) -> Callable[[str], None]:

@@ -52,6 +52,7 @@ class Job:
     run_config: dict[str, Any]
     docker: DockerArgs
     container_name: str
+    timeout: float | None = None
 
     @property
     def artifacts_dir(self) -> str:
@@ -139,6 +140,7 @@ def build(
             run_config=render_run_config(config, task_evaluator_config(config, task), spec.name),
             docker=extra,
             container_name=f"eval-launcher-{inv_id}-{index}",
+            timeout=task.timeout,
         ))
     return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs))
 

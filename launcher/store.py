@@ -10,9 +10,6 @@ from typing import Any
 
 import attrs
 
-from launcher import __version__
-from launcher.plan import Invocation
-
 
 @attrs.frozen
 class Owner:
@@ -82,30 +79,6 @@ def redact(raw: Any) -> Any:
     if isinstance(raw, str) and raw.startswith("lit:"):
         return "lit:<redacted>"
     return raw
-
-
-def invocation_record(invocation: Invocation, raw_config: dict[str, Any],
-                      images: dict[str, str], host_dir: str) -> dict[str, Any]:
-    return {
-        "invocation_id": invocation.invocation_id,
-        "created": invocation.created,
-        "launcher_version": __version__,
-        "output_dir": invocation.output_dir,
-        "host_dir": host_dir,
-        "config": redact(raw_config),
-        "jobs": [
-            {
-                "job_id": job.job_id,
-                "task": job.task,
-                "image": job.image,
-                "image_id": images.get(job.image),
-                "dir": os.path.basename(job.job_dir),
-                "container_name": job.container_name,
-                "env_names": [var.describe() for var in job.env],
-            }
-            for job in invocation.jobs
-        ],
-    }
 
 
 def write_json(path: str, data: Any, owner: Owner) -> None:

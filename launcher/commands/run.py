@@ -1,36 +1,23 @@
-"""``launcher run``: config → plan → files on the output volume → sibling containers → scores."""
+"""``launcher run``: config → plan → files on the output volume → endpoint probe → sibling
+containers (attached, or handed to a supervisor container with ``--detach``) → scores."""
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import yaml
 
 from launcher import plan as plan_mod
-from launcher import report, scripts, store
-from launcher.errors import ConfigError
+from launcher import record, report, scripts, store
+from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.hostpaths import HostSource, PathTranslator, read_own_container_id
 from launcher.prepare import ConfigOptions, Prepared, prepare
+from launcher.record import HostView
 
 if TYPE_CHECKING:
     from launcher.executor import Engine
-
-
-@attrs.frozen
-class HostView:
-    """Where everything of one invocation is, as the HOST engine sees it."""
-
-    invocation: HostSource
-    jobs: list[HostSource]
-    mounts: list[list[HostSource]]
-    user: str | None
 
 
 def host_view(prepared: Prepared, translator: PathTranslator, owner: store.Owner,
@@ -47,7 +34,7 @@ def host_view(prepared: Prepared, translator: PathTranslator, owner: store.Owner
 
 
 def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
-        host_output_dir: str | None) -> int:
+        host_output_dir: str | None, detach: bool = False, probe: bool = True) -> int:
     prepared = prepare(options, tasks)
     inv = prepared.invocation
     owner = store.owner_of(inv.output_dir)
@@ -59,18 +46,52 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
 
     engine = Engine()
     images = {image: engine.image_id(image) for image in sorted({j.image for j in inv.jobs})}
-    view = host_view(prepared, engine.path_translator(inv.output_dir, host_output_dir), owner,
-                     engine.rootless)
-    write_invocation(prepared, view, images, owner)
+    translator = engine.path_translator(inv.output_dir, host_output_dir)
+    view = host_view(prepared, translator, owner, engine.rootless)
+    if probe:
+        probe_endpoint(engine, prepared)
+    execution = prepared.loaded.config.execution
+    rec = record.build(inv, view, prepared.loaded.raw, images, translator.container_id,
+                       {"mode": execution.mode, "max_parallel": execution.max_parallel,
+                        "detached": detach})
+    write_invocation(prepared, view, rec, owner)
     print(f"invocation {inv.invocation_id}: {view.invocation.describe()}", file=sys.stderr)
-    codes = execute(engine, prepared, view, owner)
+    if detach:
+        start_supervisor(engine, prepared, translator, host_output_dir)
+        print(f"detached: follow with `launcher status {inv.invocation_id}`", file=sys.stderr)
+        print(inv.invocation_id)
+        return 0
+    return finish(engine, inv.dir, only=None, env_values=prepared.env_values)
+
+
+def finish(engine: Engine, inv_dir: str, only: set[str] | None,
+           env_values: dict[str, dict[str, str]] | None = None) -> int:
+    """Run (the given) jobs of a recorded invocation attached, record the end, print scores."""
+    from launcher import dotenv, envvars, runs, scheduler
+
+    run_ = runs.load(inv_dir)
+    if run_ is None:
+        raise EnvironmentProblem(f"{inv_dir}/{record.RECORD} is missing or unreadable")
+    inv, view = record.plan_of(run_.record, inv_dir)
+    owner = store.owner_of(inv.output_dir)
+    if env_values is None:
+        environ = dotenv.host_environment(None, None)
+        env_values = {job.job_id: envvars.resolve(job.env, environ, source=inv_dir)
+                      for job in inv.jobs if only is None or job.job_id in only}
+    execution = run_.record.get("execution") or {}
+    workers = int(execution.get("max_parallel", 1)) if execution.get("mode") == "parallel" else 1
+    codes = scheduler.execute(engine, inv, view, env_values, owner, workers=workers, only=only)
+    run_ = runs.load(inv_dir) or run_
+    run_.record["ended"] = record.now()
+    record.write(inv_dir, run_.record, owner)
     if codes is None:
         return 130
-    print(summary(inv, codes, view.invocation))
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    print(summary(inv, view.invocation))
+    failed = [job for job in inv.jobs if job.job_id in codes and codes[job.job_id] != 0]
+    return 1 if failed else 0
 
 
-def write_invocation(prepared: Prepared, view: HostView, images: dict[str, str],
+def write_invocation(prepared: Prepared, view: HostView, rec: dict[str, Any],
                      owner: store.Owner) -> None:
     """Create the invocation folder: run configs, rerun scripts and the record."""
     inv = prepared.invocation
@@ -90,63 +111,59 @@ def write_invocation(prepared: Prepared, view: HostView, images: dict[str, str],
                            scripts.render_job_script(job, host, mounts, view.user), owner, 0o755)
     store.write_atomic(os.path.join(inv.dir, "run_all.sequential.sh"),
                        scripts.render_all_script(inv, view.jobs), owner, 0o755)
-    store.write_json(os.path.join(inv.dir, "invocation.json"),
-                     store.invocation_record(inv, prepared.loaded.raw, images,
-                                             view.invocation.source), owner)
+    record.write(inv.dir, rec, owner)
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def probe_endpoint(engine: Engine, prepared: Prepared) -> None:
+    """Fail fast on a dead endpoint or an unknown model, before any task starts."""
+    config = prepared.loaded.config
+    ep = config.target.api_endpoint
+    job = prepared.invocation.jobs[0]
+    image = next((j.image for j in prepared.invocation.jobs if j.entrypoint == "launcher"),
+                 None)
+    if image is None:
+        return  # only third-party images: they cannot run our probe
+    code, line = engine.probe(image, ep.url, ep.model_id, ep.api_key_name,
+                              prepared.env_values[job.job_id], job.docker,
+                              config.execution.endpoint_readiness_timeout)
+    if code == 2:
+        raise ConfigError(line, source=prepared.loaded.source, key="target.api_endpoint.model_id")
+    if code != 0:
+        raise EnvironmentProblem(line or f"endpoint probe failed (exit {code})")
 
 
-def execute(engine: Engine, prepared: Prepared, view: HostView,
-            owner: store.Owner) -> dict[str, int] | None:
-    """Run the jobs (sequential, or bounded-parallel); None when interrupted."""
-    from launcher.executor import echo_stderr
-
+def start_supervisor(engine: Engine, prepared: Prepared, translator: PathTranslator,
+                     host_output_dir: str | None) -> None:
+    """Hand the jobs to a supervisor container that outlives this launcher: it sees the output
+    folder at the same path as we do, talks to the same engine, and gets the env values in
+    memory (never on disk)."""
     inv = prepared.invocation
-    execution = prepared.loaded.config.execution
-    workers = execution.max_parallel if execution.mode == "parallel" else 1
-    codes: dict[str, int] = {}
-    lock = threading.Lock()
+    output = translator.to_host(inv.output_dir)
+    mounts = [output.api_mount(inv.output_dir)]
+    env: dict[str, str] = {}
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    if docker_host and not docker_host.startswith("unix://"):
+        env["DOCKER_HOST"] = docker_host
+    else:
+        socket_path = docker_host.removeprefix("unix://") or "/var/run/docker.sock"
+        mounts.append(translator.to_host(socket_path).api_mount("/var/run/docker.sock"))
+    for job in inv.jobs:  # host variables by their HOST names, as the supervisor resolves them
+        for var in job.env:
+            if var.host_name:
+                env[var.host_name] = prepared.loaded.environ[var.host_name]
+    image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)
+    from launcher.catalog import harness_image
 
-    def one(index: int) -> None:
-        job = inv.jobs[index]
-        name = f"{job.task}.{job.index}"
-        started = time.monotonic()
-        print(f"[{name}] starting {job.image}", file=sys.stderr, flush=True)
-        try:
-            code = engine.run_job(job, view.mounts[index], prepared.env_values[job.job_id],
-                                  owner, echo=echo_stderr(name))
-        except Exception as exc:  # one job's failure must not stop the others
-            print(f"[{name}] failed to run: {exc}", file=sys.stderr, flush=True)
-            code = 125
-        with lock:
-            codes[job.job_id] = code
-        print(f"[{name}] exit {code} after {time.monotonic() - started:.1f}s", file=sys.stderr,
-              flush=True)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
-    try:
-        futures = [pool.submit(one, i) for i in range(len(inv.jobs))]
-        for future in futures:
-            future.result()
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        engine.stop_invocation(inv.invocation_id)
-        print(f"interrupted: stopped the containers of invocation {inv.invocation_id}",
-              file=sys.stderr)
-        return None
-    pool.shutdown()
-    return codes
+    engine.start_supervisor(image or harness_image(), ["supervise", inv.dir],
+                            inv.invocation_id, mounts, env)
 
 
-def summary(inv: plan_mod.Invocation, codes: dict[str, int], inv_host: HostSource) -> str:
+def summary(inv: plan_mod.Invocation, inv_host: HostSource) -> str:
+    from launcher.status import job_status
+
     rows = []
     for job in inv.jobs:
-        state = "success" if codes.get(job.job_id) == 0 else "failed"
+        state = job_status(job.job_id, job.task, job.job_dir, None, launcher_alive=False).state
         for s in report.read_scores(job.artifacts_dir) or [None]:
             rows.append((job.task, state, s.metric if s else "-",
                          f"{s.value:.4f}" if s else "-",
@@ -160,8 +177,6 @@ def _dry_run_translator(output_dir: str, host_output_dir: str | None) -> tuple[P
                                                                                  bool, str]:
     """Host paths without starting anything: identity on a host; self-inspection (read-only
     Docker calls) inside a container; launcher-side paths with a note if Docker is unreachable."""
-    from launcher.errors import EnvironmentProblem
-
     if read_own_container_id() is None:
         overrides = {os.path.realpath(output_dir): host_output_dir} if host_output_dir else {}
         return PathTranslator(container_id=None, overrides=overrides), False, ""

@@ -21,6 +21,7 @@ from typing import Any
 
 from launcher.errors import EnvironmentProblem, LauncherError
 from launcher.harness.client import ChatClient, complete_all
+from launcher.harness.progress import ProgressFile
 from launcher.harness.results import mean_and_stderr, results_document, write_results, write_samples
 from launcher.harness.runconfig import RunConfig, load_run_config
 from launcher.harness.tasks import get_task
@@ -76,12 +77,16 @@ def _run(run_config_path: str) -> int:
         max_new_tokens=p.max_new_tokens,
     )
     step = max(1, len(items) // 10)
+    tracker = ProgressFile(out, len(items))
 
     def progress(done: int, total: int) -> None:
+        tracker.update(done)
         if done % step == 0 or done == total:
             _say(f"[{task.name}] responses {done}/{total} ({time.monotonic() - started:.1f}s)")
 
+    tracker.update(0, force=True)
     responses = complete_all(client, [i.messages for i in items], p.parallelism, progress)
+    tracker.update(len(items), force=True)
     _say(f"[{task.name}] scoring {len(items)} responses")
     scored = task.score(items, responses)
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
+import attrs
 import yaml
 
-from launcher import plan, scripts, store
+from launcher import plan, record, scripts
 from launcher.config import load_config
 from launcher.hostpaths import HostSource
 
@@ -45,10 +47,18 @@ def test_run_all_runs_each_job_and_keeps_going(tmp_path):
     assert text.rstrip().endswith('exit "$failed"')
 
 
-def test_record_redacts_literals(tmp_path):
+def test_record_redacts_literals_and_round_trips_the_plan(tmp_path):
     job, inv, raw = job_and_invocation(tmp_path)
     raw["env_vars"] = {"MODE": "lit:private-value"}
-    record = store.invocation_record(inv, raw, {"eval-launcher:latest": "sha256:1"}, "/h")
-    assert record["config"]["env_vars"] == {"MODE": "lit:<redacted>"}
-    assert record["jobs"][0]["image_id"] == "sha256:1"
-    assert "NGC_API_KEY" in record["jobs"][0]["env_names"]
+    view = record.HostView(HostSource("bind", "/h/x"), [HostSource("bind", "/h/x/gsm8k.0")],
+                           [[HostSource("bind", "/h/x/gsm8k.0/artifacts")]], "1:1")
+    rec = record.build(inv, view, raw, {"eval-launcher:latest": "sha256:1"}, None,
+                       {"mode": "sequential"})
+    assert rec["config"]["env_vars"] == {"MODE": "lit:<redacted>"}
+    assert rec["jobs"][0]["image_id"] == "sha256:1"
+    assert "NGC_API_KEY" in rec["jobs"][0]["env_names"]
+    rec = json.loads(json.dumps(rec))  # as read back from invocation.json
+    again, view_again = record.plan_of(rec, "/elsewhere/20260101_000000-" + "ab" * 8)
+    assert view_again == view
+    assert again.jobs[0].job_dir == "/elsewhere/20260101_000000-abababababababab/gsm8k.0"
+    assert attrs.evolve(again.jobs[0], job_dir=job.job_dir) == job

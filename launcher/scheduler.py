@@ -1,0 +1,71 @@
+"""Run an invocation's jobs: sequential or bounded-parallel, a failing job never stops the
+others, SIGINT/SIGTERM stops our own containers before returning, and a live view shows
+progress (in place on a TTY, plain lines otherwise)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from launcher import progress_view
+from launcher.plan import Invocation
+from launcher.record import HostView
+from launcher.store import Owner
+
+if TYPE_CHECKING:
+    from launcher.executor import Engine
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def execute(engine: Engine, invocation: Invocation, view: HostView,
+            env_values: dict[str, dict[str, str]], owner: Owner, *, workers: int,
+            only: set[str] | None = None) -> dict[str, int] | None:
+    """Exit code per job id, or None when interrupted (our containers are then stopped)."""
+    from launcher.executor import echo_stderr
+
+    jobs = [i for i, job in enumerate(invocation.jobs) if only is None or job.job_id in only]
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+    live = progress_view.LiveView(invocation, sys.stderr)
+
+    def one(index: int) -> None:
+        job = invocation.jobs[index]
+        name = f"{job.task}.{job.index}"
+        started = time.monotonic()
+        live.say(f"[{name}] starting {job.image}")
+        try:
+            code = engine.run_job(job, view.mounts[index], env_values.get(job.job_id, {}),
+                                  owner, echo=None if live.tty else echo_stderr(name))
+        except Exception as exc:  # one job's failure must not stop the others
+            live.say(f"[{name}] failed to run: {exc}")
+            code = 125
+        with lock:
+            codes[job.job_id] = code
+        live.say(f"[{name}] exit {code} after {time.monotonic() - started:.1f}s")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
+    live.start()
+    try:
+        pending = {pool.submit(one, i) for i in jobs}
+        while pending:  # short waits keep the main thread responsive to signals
+            _, pending = wait(pending, timeout=0.2)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        live.stop()
+        engine.stop_containers(invocation.invocation_id)
+        print(f"interrupted: stopped the containers of invocation {invocation.invocation_id}",
+              file=sys.stderr)
+        return None
+    finally:
+        live.stop()
+    pool.shutdown()
+    return codes
