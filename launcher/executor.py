@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
@@ -152,6 +153,8 @@ class Engine:
                 container.reload()
                 if (container.attrs.get("State") or {}).get("OOMKilled"):
                     note = " oom"
+                elif code == 137 and not os.path.exists(os.path.join(logs, KILLED_MARKER)):
+                    note = self._killed_from_outside(container)
             except NotFound:
                 code, note = 137, " removed"
             finally:
@@ -172,6 +175,18 @@ class Engine:
                     container.remove(force=True)
             write_atomic(os.path.join(logs, "stage.exit"),
                          f"{_now()} {code} {status}{note if status == 'failed' else ''}\n", owner)
+
+    @staticmethod
+    def _killed_from_outside(container) -> str:
+        """SIGKILLed by someone else: ``docker rm -f`` (the container vanishes a moment later)
+        or ``docker kill``."""
+        for _ in range(10):
+            time.sleep(0.1)
+            try:
+                container.reload()
+            except NotFound:
+                return " removed"
+        return " killed"
 
     @staticmethod
     def _stream_logs(container, path: str, owner: Owner,
@@ -242,7 +257,8 @@ class Engine:
         survives the launcher container that started it and is labelled like the jobs."""
         container = self.client.containers.run(
             image, args, entrypoint=["launcher"], detach=True, init=True, mounts=mounts,
-            environment=dict(env), name=f"eval-launcher-{invocation_id}-supervisor",
+            environment=dict(env), auto_remove=True,
+            name=f"eval-launcher-{invocation_id}-supervisor",
             labels={LABEL_INVOCATION: invocation_id, LABEL_ROLE: "supervisor"},
         )
         return container.id

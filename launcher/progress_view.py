@@ -62,7 +62,8 @@ class LiveView:
             self._clear()
 
     def _loop(self) -> None:
-        every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        every = TTY_EVERY_S if self.tty else float(
+            os.environ.get("EVAL_LAUNCHER_PROGRESS_EVERY", PLAIN_EVERY_S))
         while not self.stopping.wait(every):
             with self.lock:
                 if self.tty:

@@ -78,7 +78,8 @@ def job_status(job_id: str, task: str, job_dir: str, container: ContainerFact | 
     if exit_line:
         stamp, code, state, *extra = (exit_line.split() + ["", "", ""])[:4]
         state = state or ("success" if code == "0" else "failed")
-        note = {"oom": "out of memory (OOM-killed)", "removed": "container removed while running"}
+        note = {"oom": "out of memory (OOM-killed)", "removed": "container removed while running",
+                "killed": "container killed from outside (SIGKILL)"}
         return make(state, int(code) if code.lstrip("-").isdigit() else None, _iso(stamp),
                     note.get(extra[0], "") if extra else "")
     if killed and (container is None or container.status not in ("running", "created")):

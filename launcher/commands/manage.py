@@ -13,6 +13,8 @@ from launcher import record, report, runs, store
 from launcher.errors import EnvironmentProblem
 from launcher.status import JobStatus, invocation_state, job_status
 
+SUPERVISOR_LOG = "supervisor.log"  # a detached invocation's supervisor output
+
 
 def _engine_or_none():
     from launcher.executor import Engine
@@ -203,8 +205,25 @@ def resume(output_dir: str, ident: str, detach: bool) -> int:
 
 
 def supervise(inv_dir: str) -> int:
-    """Inside the supervisor container: run a detached invocation's jobs to their end."""
+    """Inside the supervisor container: run a detached invocation's jobs to their end.
+
+    The container removes itself when done, so its output goes to ``supervisor.log`` in the
+    invocation folder."""
+    import contextlib
+
     from launcher.commands.run import finish
+    from launcher.errors import LauncherError
     from launcher.executor import Engine
 
-    return finish(Engine(), inv_dir, only=None)
+    log_path = os.path.join(inv_dir, SUPERVISOR_LOG)
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        if os.geteuid() == 0:
+            owner = store.owner_of(inv_dir)
+            with contextlib.suppress(OSError):
+                os.chown(log_path, owner.uid, owner.gid)
+        try:
+            return finish(Engine(), inv_dir, only=None)
+        except LauncherError as e:
+            print(f"error: {e.message}", flush=True)
+            return e.exit_code

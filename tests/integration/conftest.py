@@ -94,11 +94,11 @@ def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
     """Factory: start a reference endpoint container with a given accuracy on ``network``."""
     started: list[DockerContainer] = []
 
-    def start(accuracy: float) -> Endpoint:
+    def start(accuracy: float, latency_ms: float = 0) -> Endpoint:
         container = (
             DockerContainer(launcher_image)
             .with_command(["reference-endpoint", "--port", "8000", "--accuracy", str(accuracy),
-                           "--dataset-dir", "/data/gsm8k"])
+                           "--latency-ms", str(latency_ms), "--dataset-dir", "/data/gsm8k"])
             .with_volume_mapping(str(gsm8k_dir), "/data/gsm8k", "ro")
             .with_network(network)
             .with_network_aliases(ENDPOINT_ALIAS)
@@ -121,11 +121,11 @@ class LauncherRun:
     stderr: str
 
 
-def run_launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, str, str]],
-                           socket: bool = True, workdir: str | None = None,
-                           env: dict[str, str] | None = None, timeout: float = 600,
-                           user: str | None = None) -> LauncherRun:
-    """``docker run --rm -v /var/run/docker.sock:... <volumes> eval-launcher <args>``."""
+def launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, str, str]],
+                       socket: bool = True, workdir: str | None = None,
+                       env: dict[str, str] | None = None,
+                       user: str | None = None) -> DockerContainer:
+    """``-v /var/run/docker.sock:... <volumes> eval-launcher <args>``, not started yet."""
     container = DockerContainer(image).with_command(args)
     if socket:
         container = container.with_volume_mapping("/var/run/docker.sock",
@@ -139,7 +139,16 @@ def run_launcher_container(image: str, args: list[str], *, volumes: list[tuple[s
         kwargs["working_dir"] = workdir
     if user:
         kwargs["user"] = user
-    container = container.with_kwargs(**kwargs)
+    return container.with_kwargs(**kwargs)
+
+
+def run_launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, str, str]],
+                           socket: bool = True, workdir: str | None = None,
+                           env: dict[str, str] | None = None, timeout: float = 600,
+                           user: str | None = None) -> LauncherRun:
+    """``docker run --rm -v /var/run/docker.sock:... <volumes> eval-launcher <args>``."""
+    container = launcher_container(image, args, volumes=volumes, socket=socket, workdir=workdir,
+                                   env=env, user=user)
     container.start()
     try:
         wrapped = container.get_wrapped_container()
