@@ -315,18 +315,39 @@ def ls_runs(output_dir: str | None, as_json: bool, limit: int) -> None:
 
 
 @ls.command("tasks", context_settings=CONTEXT)
-def ls_tasks() -> None:
-    """List the tasks that can be run.
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per task.")
+@click.option("--harness", "harness_name", metavar="NAME", default=None,
+              help="Only the tasks of this harness.")
+def ls_tasks(as_json: bool, harness_name: str | None) -> None:
+    """List the tasks that can be run: built-in ones (our image) and the external catalog.
+
+    Name a task in a config by its short name when only one harness has it, else as
+    HARNESS.TASK. Its endpoint type must match target.api_endpoint.type.
 
     \b
-    Example:
+    Examples:
       launcher ls tasks
+      launcher ls tasks --harness simple_evals
+      launcher ls tasks --json
     """
+    import json
+
     from launcher import catalog, report
 
-    rows = [(t.name, t.harness, t.image, "built-in", t.description)
-            for t in catalog.builtin_tasks().values()]
-    click.echo(report.format_table(rows, ("task", "harness", "image", "kind", "description")))
+    tasks = catalog.all_tasks()
+    if harness_name is not None:
+        tasks = [t for t in tasks if t.harness == harness_name]
+        if not tasks:
+            close = catalog.closest(harness_name, catalog.harnesses())
+            hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
+                    else f"known: {', '.join(catalog.harnesses())}")
+            raise LauncherError(f"--harness: unknown harness '{harness_name}'; {hint}")
+    if as_json:
+        click.echo(json.dumps([t.to_json() for t in tasks], indent=2))
+        return
+    rows = [(t.name, t.harness, ",".join(t.endpoint_types), "built-in" if t.builtin
+             else "external", t.image or "- (pin a container)") for t in tasks]
+    click.echo(report.format_table(rows, ("task", "harness", "endpoint", "kind", "image")))
 
 
 def main() -> None:

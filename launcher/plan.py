@@ -91,14 +91,10 @@ def build(
     jobs = []
     for index, task in enumerate(config.evaluation.tasks):
         key = f"evaluation.tasks[{index}]"
-        spec = catalog.lookup(task.name, source=source, key=f"{key}.name")
-        endpoint_type = config.target.api_endpoint.type
-        if task.container is None and endpoint_type not in spec.endpoint_types:
-            raise ConfigError(
-                f"task '{spec.name}' needs a {'/'.join(spec.endpoint_types)} endpoint but "
-                f"target.api_endpoint.type is '{endpoint_type}'",
-                source=source, key=f"{key}.name",
-            )
+        # Unknown/ambiguous name, endpoint type mismatch, no image: ConfigError at the key.
+        spec = catalog.resolve(task.name, container=task.container,
+                               endpoint_type=config.target.api_endpoint.type,
+                               source=source, key=key)
         job_id = f"{inv_id}.{index}"
         job_dir = os.path.join(inv_dir, f"{spec.name}.{index}")
         run_config_path = f"{RESULTS_MOUNT}/{RUN_CONFIG_NAME}"

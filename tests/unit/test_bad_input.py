@@ -52,6 +52,15 @@ CASES = [
     ("unknown -t task", None, {}, ["-t", "mmlu"], "--task mmlu is not in the config"),
     ("bad interpolation", None, {"execution__output_dir": "${execution.nope}"}, [],
      "key 'execution.output_dir': '${execution.nope}' refers to a key that does not exist"),
+    ("ambiguous task", None, {"evaluation__tasks__0__name": "ifeval"}, [],
+     "key 'evaluation.tasks[0].name': ambiguous task 'ifeval': qualify it as one of "
+     "'lm-evaluation-harness.ifeval', 'codec.ifeval'"),
+    ("unknown qualified task", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.gsm9k"},
+     [], "key 'evaluation.tasks[0].name': unknown task 'lm-evaluation-harness.gsm9k'; did you "
+     "mean 'lm-evaluation-harness.gsm8k'?"),
+    ("task endpoint type", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.mmlu"}, [],
+     "key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mmlu' needs a completions "
+     "endpoint but target.api_endpoint.type is 'chat'"),
 ]
 
 
