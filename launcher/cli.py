@@ -86,7 +86,13 @@ def run(config, config_dir, config_name, overrides, env_file, tasks: tuple[str, 
 
 @cli.group("config", context_settings=CONTEXT)
 def config_group() -> None:
-    """Check and show configs (for CI linting)."""
+    """Check and show configs (for CI linting).
+
+    \b
+    Examples:
+      launcher config validate examples/local_reference.yaml
+      launcher config show -c examples/parallel.yaml -o execution.max_parallel=4
+    """
 
 
 @config_group.command("validate", context_settings=CONTEXT)
@@ -208,25 +214,31 @@ def info(ident: str, output_dir: str | None) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("ident")
 @output_dir_option
-def resume(ident: str, output_dir: str | None) -> None:
+@click.option("-d", "--detach", is_flag=True,
+              help="Hand the jobs to a supervisor container and return at once.")
+def resume(ident: str, output_dir: str | None, detach: bool) -> None:
     """Rerun the jobs of an invocation that did not succeed, in the same folders.
 
+    Samples already answered are not requested again (the harness's response cache).
+
     \b
-    Example:
+    Examples:
       launcher resume 3f9a0c2e
+      launcher resume 3f9a0c2e --detach
     """
     from launcher.commands.manage import resume as do
 
-    sys.exit(do(_output_dir(output_dir), ident, False))
+    sys.exit(do(_output_dir(output_dir), ident, detach))
 
 
 @cli.command(hidden=True, context_settings=CONTEXT)
 @click.argument("invocation_dir")
-def supervise(invocation_dir: str) -> None:
+@click.option("--only", default=None, help="Comma-separated job ids (default: all).")
+def supervise(invocation_dir: str, only: str | None) -> None:
     """Run a detached invocation's jobs (inside the supervisor container)."""
     from launcher.commands.manage import supervise as do
 
-    sys.exit(do(invocation_dir))
+    sys.exit(do(invocation_dir, set(only.split(",")) if only else None))
 
 
 @cli.command("probe-endpoint", context_settings=CONTEXT)
@@ -250,7 +262,12 @@ def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: f
 
 @cli.group(context_settings=CONTEXT)
 def harness() -> None:
-    """The built-in evaluation harness (runs inside evaluation containers)."""
+    """The built-in evaluation harness (runs inside evaluation containers).
+
+    \b
+    Example:
+      launcher harness run_eval --run_config /results/run_config.yml
+    """
 
 
 @harness.command("run_eval", context_settings=CONTEXT)
@@ -295,7 +312,13 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
 
 @cli.group("ls", context_settings=CONTEXT)
 def ls() -> None:
-    """List things the launcher knows about."""
+    """List things the launcher knows about: tasks, and runs in the output folder.
+
+    \b
+    Examples:
+      launcher ls tasks
+      launcher ls runs --output-dir ./results
+    """
 
 
 @ls.command("runs", context_settings=CONTEXT)

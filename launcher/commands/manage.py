@@ -200,11 +200,19 @@ def resume(output_dir: str, ident: str, detach: bool) -> int:
         return 0
     print(f"resuming {len(todo)} job(s) of invocation {run.invocation_id}", file=sys.stderr)
     if detach:
-        raise EnvironmentProblem("resume --detach is not supported yet: run it attached")
+        from launcher import dotenv
+        from launcher.commands.run import start_supervisor
+
+        inv, _ = record.plan_of(run.record, run.dir)
+        translator = engine.path_translator(inv.output_dir, None)
+        start_supervisor(engine, inv, translator, dotenv.host_environment(None, None), todo)
+        print(f"detached: follow with `launcher status {run.invocation_id}`", file=sys.stderr)
+        print(run.invocation_id)
+        return 0
     return finish(engine, run.dir, only=todo)
 
 
-def supervise(inv_dir: str) -> int:
+def supervise(inv_dir: str, only: set[str] | None = None) -> int:
     """Inside the supervisor container: run a detached invocation's jobs to their end.
 
     The container removes itself when done, so its output goes to ``supervisor.log`` in the
@@ -223,7 +231,7 @@ def supervise(inv_dir: str) -> int:
             with contextlib.suppress(OSError):
                 os.chown(log_path, owner.uid, owner.gid)
         try:
-            return finish(Engine(), inv_dir, only=None)
+            return finish(Engine(), inv_dir, only=only)
         except LauncherError as e:
             print(f"error: {e.message}", flush=True)
             return e.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -57,7 +58,7 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     write_invocation(prepared, view, rec, owner)
     print(f"invocation {inv.invocation_id}: {view.invocation.describe()}", file=sys.stderr)
     if detach:
-        start_supervisor(engine, prepared, translator, host_output_dir)
+        start_supervisor(engine, inv, translator, prepared.loaded.environ)
         print(f"detached: follow with `launcher status {inv.invocation_id}`", file=sys.stderr)
         print(inv.invocation_id)
         return 0
@@ -132,12 +133,13 @@ def probe_endpoint(engine: Engine, prepared: Prepared) -> None:
         raise EnvironmentProblem(line or f"endpoint probe failed (exit {code})")
 
 
-def start_supervisor(engine: Engine, prepared: Prepared, translator: PathTranslator,
-                     host_output_dir: str | None) -> None:
-    """Hand the jobs to a supervisor container that outlives this launcher: it sees the output
-    folder at the same path as we do, talks to the same engine, and gets the env values in
-    memory (never on disk)."""
-    inv = prepared.invocation
+def start_supervisor(engine: Engine, inv: plan_mod.Invocation, translator: PathTranslator,
+                     environ: Mapping[str, str], only: set[str] | None = None) -> None:
+    """Hand the jobs (all, or ``only`` these) to a supervisor container that outlives this
+    launcher: it sees the output folder at the same path as we do, talks to the same engine,
+    and gets the env values in memory (never on disk)."""
+    from launcher import envvars
+
     output = translator.to_host(inv.output_dir)
     mounts = [output.api_mount(inv.output_dir)]
     env: dict[str, str] = {}
@@ -147,15 +149,19 @@ def start_supervisor(engine: Engine, prepared: Prepared, translator: PathTransla
     else:
         socket_path = docker_host.removeprefix("unix://") or "/var/run/docker.sock"
         mounts.append(translator.to_host(socket_path).api_mount("/var/run/docker.sock"))
-    for job in inv.jobs:  # host variables by their HOST names, as the supervisor resolves them
-        for var in job.env:
+    jobs = [job for job in inv.jobs if only is None or job.job_id in only]
+    for job in jobs:  # fails before anything starts if a variable is unset
+        envvars.resolve(job.env, environ, source=inv.dir)
+        for var in job.env:  # host variables by their HOST names, as the supervisor reads them
             if var.host_name:
-                env[var.host_name] = prepared.loaded.environ[var.host_name]
+                env[var.host_name] = environ[var.host_name]
     image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)
     from launcher.catalog import harness_image
 
-    engine.start_supervisor(image or harness_image(), ["supervise", inv.dir],
-                            inv.invocation_id, mounts, env)
+    args = ["supervise", inv.dir]
+    if only is not None:
+        args += ["--only", ",".join(sorted(only))]
+    engine.start_supervisor(image or harness_image(), args, inv.invocation_id, mounts, env)
 
 
 def summary(inv: plan_mod.Invocation, inv_host: HostSource) -> str:

@@ -240,6 +240,16 @@ def test_oom_and_container_removed_mid_run(bench, docker_client):
         states = b.status(invocation_id)
         assert [j["state"] for j in states] == ["failed", "success"]
         assert states[0]["note"] == "container removed while running"
+        # resume --detach: a supervisor reruns only the failed job; the launcher returns at once
+        resumed = b.launcher("resume", invocation_id, "--detach")
+        assert resumed.exit_code == 0, resumed.stderr
+        assert resumed.stdout.strip().splitlines()[-1] == invocation_id
+        assert "resuming 1 job(s)" in resumed.stderr
+        final = wait_for(lambda: (s := b.status(invocation_id)) and all(
+            j["state"] == "success" for j in s) and s, timeout=90)
+        assert [j["value"] for j in final] == [1.0, 1.0]
+        wait_for(lambda: not labelled(docker_client, invocation_id))  # supervisor removed itself
+        assert "gsm8k.0" in (inv2 / "supervisor.log").read_text()
     finally:
         launcher.stop()
 
