@@ -155,7 +155,7 @@ class Engine:
                     note = " oom"
                 elif code == 137 and not os.path.exists(os.path.join(logs, KILLED_MARKER)):
                     note = self._killed_from_outside(container)
-            except NotFound:
+            except (NotFound, APIError):  # removed by hand (or removal in progress: 409)
                 code, note = 137, " removed"
             finally:
                 if timer is not None:
@@ -184,7 +184,7 @@ class Engine:
             time.sleep(0.1)
             try:
                 container.reload()
-            except NotFound:
+            except (NotFound, APIError):
                 return " removed"
         return " killed"
 
