@@ -13,6 +13,7 @@
 Needs the image (scripts/build-images.sh runs first, warm in seconds) and ../shared/data/gsm8k
 (or GSM8K_DATA_DIR). Last line:
 RESULT overhead_s=<median, with probe> overhead_noprobe_s=<median> parallel8_ratio=<ratio>
+       engine_floor_ratio=<8 plain containers at once / one>
 """
 
 from __future__ import annotations
@@ -107,6 +108,27 @@ def launch(client: docker.DockerClient, folder: Path, config: Path, tag: str,
         container.remove(force=True)
 
 
+def engine_floor(client: docker.DockerClient, seconds: float) -> float:
+    """Wall time of 8 containers of our image (create, start, wait, remove) started at once,
+    relative to one: what the engine itself costs, whatever the launcher does."""
+    def one() -> None:
+        c = client.containers.run(IMAGE, ["-c", f"import time; time.sleep({seconds})"],
+                                  entrypoint=["python3"], detach=True)
+        c.wait()
+        c.remove(force=True)
+
+    def timed(n: int) -> float:
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.monotonic() - start
+
+    return timed(8) / timed(1)
+
+
 def invocation_of(folder: Path, before: set[str]) -> str:
     (new,) = {p.name for p in (folder / "results").iterdir() if p.is_dir()} - before
     return new.split("-", 1)[1]
@@ -173,6 +195,9 @@ def main() -> int:
                   f" run wall {walls['single']:.2f}s")
             print(f"8 tasks in parallel (max_parallel 8): run wall {walls['parallel8']:.2f}s"
                   f" = {ratio:.2f}x the single task")
+            floor = engine_floor(client, ideal)
+            print(f"engine floor: 8 plain containers sleeping {ideal:.1f}s started at once take"
+                  f" {floor:.2f}x one (container start cost on this engine)")
             subprocess.run(["chmod", "-R", "u+rwX", str(folder)], check=False)
     finally:
         events.close()
@@ -180,7 +205,7 @@ def main() -> int:
         client.networks.get(NETWORK).remove()
     print(f"RESULT overhead_s={statistics.median(overheads['probe']):.2f}"
           f" overhead_noprobe_s={statistics.median(overheads['noprobe']):.2f}"
-          f" parallel8_ratio={ratio:.2f}")
+          f" parallel8_ratio={ratio:.2f} engine_floor_ratio={floor:.2f}")
     return 0
 
 
