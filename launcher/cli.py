@@ -293,21 +293,44 @@ def harness_run_eval(run_config: str) -> None:
 @click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0.0),
               help="Delay before each answer.")
 @click.option("--dataset-dir", default=None, help="Folder holding gsm8k's test.jsonl.")
+@click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Fraction of completion requests that fail (random per request).")
+@click.option("--fault", "faults", multiple=True, metavar="KIND[,KIND...]",
+              help="How a failing request fails: 429, 500, timeout, reset or garbage; repeatable"
+                   " or comma-separated, each failure picks one at random.  [default: 429,500]")
+@click.option("--seed", default=None, type=int, help="Seed of the fault draws (reproducible).")
+@click.option("--retry-after", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="Retry-After seconds sent with a 429.")
+@click.option("--hang-s", default=600.0, show_default=True, type=click.FloatRange(0.0),
+              help="How long a 'timeout' fault holds the connection before closing it.")
 def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
-                       dataset_dir: str | None) -> None:
+                       dataset_dir: str | None, fail_rate: float, faults: tuple[str, ...],
+                       seed: int | None, retry_after: float, hang_s: float) -> None:
     """Serve a fake OpenAI-compatible endpoint that answers the built-in tasks.
 
     It is NOT a model: it looks up each question's known solution and answers it correctly
     on a deterministic fraction ACCURACY of the items, wrongly on the rest, so a whole
     pipeline can be checked with no GPU and no API key, and the expected score is known.
 
-    \b
-    Example:
-      launcher reference-endpoint --port 8000 --accuracy 0.5 --latency-ms 20
-    """
-    from launcher.reference_endpoint import serve
+    With --fail-rate it also fails that fraction of completion requests, to test retrying
+    clients: 429 (with Retry-After), 500, timeout (never answers), reset (TCP RST, no
+    answer) or garbage (HTTP 200, body not JSON). GET /stats counts requests by outcome and
+    ok answers per item; POST /stats/reset zeroes the counts.
 
-    serve(host, port, accuracy, latency_ms, dataset_dir)
+    \b
+    Examples:
+      launcher reference-endpoint --port 8000 --accuracy 0.5 --latency-ms 20
+      launcher reference-endpoint --fail-rate 0.2 --fault 429,reset --seed 1
+    """
+    from launcher.errors import ConfigError
+    from launcher.reference_endpoint import DEFAULT_FAULTS, parse_faults, serve
+
+    try:
+        kinds = parse_faults(faults) or DEFAULT_FAULTS
+    except ConfigError as e:
+        raise click.BadParameter(e.message, param_hint="'--fault'") from None
+    serve(host, port, accuracy, latency_ms, dataset_dir, fail_rate=fail_rate, faults=kinds,
+          seed=seed, retry_after=retry_after, hang_s=hang_s)
 
 
 @cli.group("ls", context_settings=CONTEXT)

@@ -5,7 +5,8 @@ It serves the OpenAI-compatible API (``POST /v1/chat/completions``, ``POST /v1/c
 their known reference solutions, right or deliberately wrong at a chosen rate:
 
 * it recognises an item by finding which known item text (HumanEval ``prompt``, GSM8K
-  ``question``) is contained in the last user message, whatever the prompt template around it;
+  ``question``) is contained in the last user message, whatever the prompt template around it
+  (the longest contained text wins);
 * the item at dataset index ``i`` is answered correctly iff
   ``floor((i+1)*A) - floor(i*A) == 1`` (exact, with ``Fraction(str(A))``), so of the first ``n``
   items exactly ``floor(n*A)`` are right: A=1.0 all, A=0.0 none, A=0.5 and n=10 five;
@@ -14,23 +15,53 @@ their known reference solutions, right or deliberately wrong at a chosen rate:
   reference reasoning ending ``The answer is <target>.``, a wrong one ends with target+1;
 * anything else gets a fixed polite text.
 
-Every answer waits ``latency_ms`` first (in its own request thread, so requests overlap).
+Faults, to test retrying clients (completion routes only; never ``/health``, ``/v1/models`` or
+``/stats``): each completion request fails with probability ``fail_rate``, drawn per request
+(before its body is even validated) from one ``random.Random(seed)`` in arrival order, so a
+retried request may well succeed; the kind is picked uniformly from ``faults``:
+
+* ``429``: HTTP 429, ``Retry-After: <retry_after>`` and an OpenAI-style error JSON;
+* ``500``: HTTP 500 and an OpenAI-style error JSON;
+* ``timeout``: no answer at all; the connection stays open until the client closes it or
+  ``hang_s`` passes (then it is closed without an answer);
+* ``reset``: the TCP connection is closed abruptly (``SO_LINGER`` 0, so an RST) without an answer;
+* ``garbage``: HTTP 200 whose body is truncated JSON (not parseable, not an OpenAI response).
+
+Every completion answer (right, wrong, or a 429/500/reset/garbage fault) waits ``latency_ms``
+first; a 400 for a malformed completion request goes out at once.
+
+``GET /stats`` counts completion requests by outcome, each when it happens (``ok``, each fault
+kind, ``bad_request`` for a 400, ``dropped`` when the client left before its answer was due)
+and, per item, the ok answers sent (key ``humaneval/HumanEval/0``, ``gsm8k/12``, or
+``sha256/<hex SHA-256 of the UTF-8 prompt text>`` for a prompt it did not recognise, the
+prompt text being the last user message or the completions ``prompt``); ``POST /stats/reset``
+zeroes them.
+
+The server is a small HTTP/1.1 server on asyncio (keep-alive, pipelining, ``Content-Length``
+bodies, ``Expect: 100-continue``; 400 on a malformed request, 413 on a body over 16 MiB, 404,
+405): the latency is a timer, not a sleeping thread, so thousands of requests a second overlap
+on one thread. ``ReferenceServer`` keeps the ``socketserver`` surface the tests use
+(``server_address``, ``serve_forever()``, ``shutdown()``, ``server_close()``).
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import hashlib
 import json
 import math
+import random
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import lru_cache
 from typing import Any
 
 import attrs
@@ -45,6 +76,14 @@ UNKNOWN_ANSWER = (
     " built-in HumanEval and GSM8K items, and I did not recognise this prompt."
 )
 MAX_BODY = 16 * 1024 * 1024
+MAX_HEAD = 64 * 1024
+FAULT_KINDS = ("429", "500", "timeout", "reset", "garbage")
+DEFAULT_FAULTS = ("429", "500")
+OUTCOMES = ("ok", *FAULT_KINDS, "bad_request", "dropped")
+GARBAGE = b'{"id": "chatcmpl-garbage", "object": "chat.completion", "choices": [{"message": {"ro'
+COMPLETION_ROUTES = ("/v1/chat/completions", "/v1/completions")
+_WINDOW = 3  # words per recognition anchor
+_ids = random.Random()  # response ids (uuid4 would cost a getrandom call per response)
 
 
 def is_correct(index: int, accuracy: Fraction) -> bool:
@@ -70,10 +109,19 @@ class Known:
     index: int
     key: str  # the item text looked for in prompts
     answer: str
+    id: str = ""  # the stats key: "humaneval/HumanEval/0", "gsm8k/12"
 
 
 class Oracle:
-    """Known items and their (right or wrong) answers; ``answer(text)`` is thread-safe."""
+    """Known items and their (right or wrong) answers; ``answer(text)`` is thread-safe.
+
+    Finding which key a prompt contains would take ~1.5k substring scans per new prompt, so
+    each key with enough words is indexed by one run of ``_WINDOW`` interior words (one that no
+    other key has taken, if it can): an interior word is whitespace-delimited in the key, so it
+    is a whole token of any text containing the key, and only keys whose anchor occurs among
+    the text's token runs are checked. Keys too short for an anchor are always checked. The
+    result equals a scan of all keys longest first (ties: HumanEval, then GSM8K, by index).
+    """
 
     def __init__(
         self,
@@ -85,30 +133,59 @@ class Oracle:
             raise ConfigError(f"accuracy must be between 0 and 1, got {accuracy}")
         self.accuracy = Fraction(str(accuracy))
         known = [
-            Known("humaneval", i, p["prompt"].strip(), humaneval_answer(p, self._ok(i)))
+            Known(
+                "humaneval", i, p["prompt"].strip(), humaneval_answer(p, self._ok(i)),
+                f"humaneval/{p.get('task_id', i)}",
+            )
             for i, p in enumerate(humaneval)
         ]
         known += [
-            Known("gsm8k", i, r["question"].strip(), gsm8k_answer(r, self._ok(i)))
+            Known("gsm8k", i, r["question"].strip(), gsm8k_answer(r, self._ok(i)), f"gsm8k/{i}")
             for i, r in enumerate(gsm8k or [])
         ]
         # Longest keys first: if one item's text contains another's, the longer one wins.
         self.known = sorted(known, key=lambda k: -len(k.key))
         self.counts = {"humaneval": len(humaneval), "gsm8k": len(gsm8k or [])}
-        self.lookup = functools.lru_cache(maxsize=8192)(self._scan)
+        self._anchors, self._unanchored = _anchor_index(self.known)
+        self.lookup = lru_cache(maxsize=8192)(self._scan)
 
     def _ok(self, index: int) -> bool:
         return is_correct(index, self.accuracy)
 
     def _scan(self, text: str) -> Known | None:
-        for item in self.known:
-            if item.key in text:
-                return item
-        return None
+        words = text.split()
+        ranks = [r for r in self._unanchored if self.known[r].key in text]
+        get = self._anchors.get
+        for window in zip(*(words[i:] for i in range(_WINDOW)), strict=False):
+            for rank in get(window, ()):
+                if self.known[rank].key in text:
+                    ranks.append(rank)
+        return self.known[min(ranks)] if ranks else None
 
     def answer(self, text: str) -> str:
         found = self.lookup(text)
         return found.answer if found else UNKNOWN_ANSWER
+
+
+def _anchor_index(known: list[Known]) -> tuple[dict[tuple[str, ...], list[int]], list[int]]:
+    """Anchor each key on its first interior word window that no other key uses yet."""
+    anchors: dict[tuple[str, ...], list[int]] = {}
+    unanchored: list[int] = []
+    for rank, item in enumerate(known):
+        interior = item.key.split()[1:-1]
+        windows = zip(*(interior[i:] for i in range(_WINDOW)), strict=False)
+        first = None
+        for window in windows:
+            first = first or window
+            if window not in anchors:
+                anchors[window] = [rank]
+                break
+        else:
+            if first is None:
+                unanchored.append(rank)
+            else:
+                anchors[first].append(rank)
+    return anchors, unanchored
 
 
 def load_oracle(accuracy: float, dataset_dir: str | None, log: Any = print) -> Oracle:
@@ -121,89 +198,452 @@ def load_oracle(accuracy: float, dataset_dir: str | None, log: Any = print) -> O
     return Oracle(accuracy, humaneval, gsm8k)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: ReferenceServer
+# -- faults and counts -------------------------------------------------------------------------
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
 
-    # -- routes --------------------------------------------------------------------------
+def parse_faults(values: Iterable[str]) -> tuple[str, ...]:
+    """``["429", "500,reset"]`` -> ``("429", "500", "reset")``; ConfigError on an unknown kind."""
+    kinds: list[str] = []
+    for value in values:
+        for kind in (v.strip().lower() for v in value.split(",")):
+            if not kind:
+                continue
+            if kind not in FAULT_KINDS:
+                raise ConfigError(f"unknown fault {kind!r}; choose from {', '.join(FAULT_KINDS)}")
+            if kind not in kinds:
+                kinds.append(kind)
+    return tuple(kinds)
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/health":
-            self._json(200, {"status": "ok"})
-        elif path == "/v1/models":
-            model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "eval-launcher"}
-            self._json(200, {"object": "list", "data": [model]})
+
+class Faults:
+    """Which completion requests fail, and how: seeded, drawn per request in arrival order."""
+
+    def __init__(
+        self,
+        rate: float = 0.0,
+        kinds: Iterable[str] = DEFAULT_FAULTS,
+        seed: int | None = None,
+        retry_after: float = 0.0,
+        hang_s: float = 600.0,
+    ) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"fail rate must be between 0 and 1, got {rate}")
+        if retry_after < 0 or hang_s < 0:
+            raise ConfigError("retry-after and hang time must not be negative")
+        self.rate = rate
+        self.kinds = parse_faults(kinds) or DEFAULT_FAULTS
+        self.seed = seed
+        self.retry_after = retry_after
+        self.hang_s = hang_s
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        """The fault for the next completion request, or None for a normal answer."""
+        if self.rate <= 0.0:
+            return None
+        with self._lock:
+            if self._rng.random() >= self.rate:
+                return None
+            return self.kinds[0] if len(self.kinds) == 1 else self._rng.choice(self.kinds)
+
+    def describe(self) -> str:
+        if self.rate <= 0.0:
+            return "no faults"
+        seed = "random" if self.seed is None else self.seed
+        return f"fail rate {self.rate} ({', '.join(self.kinds)}; seed {seed})"
+
+    def retry_after_header(self) -> str:
+        value = self.retry_after
+        return str(int(value)) if value == int(value) else repr(value)
+
+
+class Stats:
+    """Completion requests by outcome and ok answers per item. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._outcomes = dict.fromkeys(OUTCOMES, 0)
+            self._items: dict[str, int] = {}
+
+    def count(self, outcome: str, item: str | None = None) -> None:
+        with self._lock:
+            self._outcomes[outcome] += 1
+            if item is not None:
+                self._items[item] = self._items.get(item, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            requests = {"total": sum(self._outcomes.values()), **self._outcomes}
+            return {"requests": requests, "items": dict(sorted(self._items.items()))}
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+REASONS = {
+    100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found",
+    405: "Method Not Allowed", 413: "Content Too Large", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 505: "HTTP Version Not Supported",
+}
+
+
+class Headers(dict[str, str]):
+    """Request headers under lower-case names, looked up case-insensitively."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+class RequestView:
+    """One request as an observer sees it (``command``, ``path``, ``headers``, ``body``).
+
+    To watch requests (tests do), set ``server.RequestHandlerClass`` to a subclass that
+    overrides ``do_GET``/``do_POST`` (the base ones do nothing); it is called as each request
+    arrives, before it is answered, on the server's thread. This mirrors the hook of the
+    previous ``http.server`` implementation.
+    """
+
+    def __init__(self, command: str, path: str, headers: Headers, body: bytes) -> None:
+        self.command = command
+        self.path = path
+        self.headers = headers
+        self.body = body
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        pass
+
+
+_Head = tuple[str, str, str, dict[str, str], int, int]  # method, target, version, headers, ...
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
+    error = {"message": message, "type": kind, "param": None, "code": code}
+    return json.dumps({"error": error}).encode("utf-8")
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests one at a time (pipelined ones wait their turn)."""
+
+    def __init__(self, server: ReferenceServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.head: _Head | None = None  # parsed, body still arriving
+        self.busy = False  # a request is being answered (or hung)
+        self.paused = False
+        self.continued = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.hanging = False
+        self.eof = False  # the client half-closed while we were answering
+
+    # -- asyncio callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            if not self.hanging:
+                self.server.stats.count("dropped")
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.busy:
+            self._process()
+        elif len(self.buf) > MAX_HEAD and not self.paused and self.transport is not None:
+            self.transport.pause_reading()  # pipelining client far ahead of us
+            self.paused = True
+
+    def eof_received(self) -> bool | None:
+        if self.busy and not self.hanging:  # half-closed after sending: answer, then close
+            self.eof = True
+            return True
+        return None  # close our side too (answers already written are flushed first)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        while not self.busy and self.transport is not None and not self.transport.is_closing():
+            try:
+                request = self._parse()
+            except _BadRequest as e:
+                self._send(e.status, _error_body(e.message, "invalid_request_error"), False)
+                self.buf.clear()
+                return
+            if request is None:
+                break
+            self._dispatch(*request)
+        if self.busy or self.transport is None:
+            return
+        if self.eof:
+            self.transport.close()
+        elif self.paused:
+            self.transport.resume_reading()
+            self.paused = False
+
+    def _parse(self) -> tuple[str, str, dict[str, str], bytes, bool] | None:
+        buf = self.buf
+        if self.head is None:
+            while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+                del buf[:2]
+            end = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    raise _BadRequest(431, "request head too large")
+                return None
+            self.head = _parse_head(bytes(buf[:end]), end + 4)
+            self.continued = False
+        method, target, version, headers, start, length = self.head
+        if len(buf) < start + length:
+            if not self.continued and headers.get("expect", "").lower() == "100-continue":
+                self.continued = True
+                assert self.transport is not None
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return None
+        body = bytes(buf[start : start + length])
+        del buf[: start + length]
+        self.head = None
+        connection = headers.get("connection")
+        if connection is None:
+            keep = version == "HTTP/1.1"
         else:
-            self._error(404, f"no route GET {path}", "not_found_error")
+            tokens = {t.strip().lower() for t in connection.split(",")}
+            keep = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
+        return method, target, headers, body, keep
 
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path not in ("/v1/chat/completions", "/v1/completions"):
-            self._drain()
-            self._error(404, f"no route POST {path}", "not_found_error")
+    def _dispatch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, keep: bool
+    ) -> None:
+        server = self.server
+        if target.startswith(("http://", "https://")):  # absolute-form
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        path = target.split("?", 1)[0].rstrip("/")
+        if server.verbose:
+            print(f"reference endpoint: {method} {target}", file=sys.stderr, flush=True)
+        if server.RequestHandlerClass is not RequestView:
+            view = server.RequestHandlerClass(method, target, Headers(headers), body)
+            handler = getattr(view, f"do_{method}", None)
+            if handler is not None:
+                handler()
+        head = method == "HEAD"
+        if path in COMPLETION_ROUTES:
+            if method != "POST":
+                self._method_not_allowed(method, path, "POST", keep)
+            else:
+                self._complete(path == "/v1/chat/completions", body, keep)
+        elif path in ("/health", "/v1/models", "/stats"):
+            if method not in ("GET", "HEAD"):
+                self._method_not_allowed(method, path, "GET, HEAD", keep)
+            elif path == "/health":
+                self._send(200, b'{"status": "ok"}', keep, head=head)
+            elif path == "/v1/models":
+                self._send(200, server.models_body, keep, head=head)
+            else:
+                self._send(200, json.dumps(server.stats.snapshot()).encode(), keep, head=head)
+        elif path == "/stats/reset":
+            if method != "POST":
+                self._method_not_allowed(method, path, "POST", keep)
+            else:
+                server.stats.reset()
+                self._send(200, b'{"status": "reset"}', keep)
+        else:
+            self._send(404, _error_body(f"no route {method} {path}", "not_found_error"), keep,
+                       head=head)
+
+    def _method_not_allowed(self, method: str, path: str, allow: str, keep: bool) -> None:
+        body = _error_body(f"method {method} not allowed on {path}", "invalid_request_error")
+        self._send(405, body, keep, extra=f"Allow: {allow}\r\n", head=method == "HEAD")
+
+    def _complete(self, chat: bool, raw: bytes, keep: bool) -> None:
+        server = self.server
+        fault = server.faults.draw()
+        if fault is not None:
+            self._fault(fault, keep)
             return
-        body = self._body()
-        if body is None:
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            self._bad_request(f"request body is not valid JSON: {e}", keep)
             return
-        chat = path == "/v1/chat/completions"
+        if not isinstance(body, dict):
+            self._bad_request("request body must be a JSON object", keep)
+            return
         text = _last_user_text(body) if chat else body.get("prompt")
         if isinstance(text, list) and not chat:
             text = text[-1] if text else ""
         if not isinstance(text, str):
             field = "messages (with a user message)" if chat else "prompt"
-            self._error(400, f"'{field}' is missing or malformed")
+            self._bad_request(f"'{field}' is missing or malformed", keep)
             return
         if body.get("stream"):
-            self._error(400, "stream=true is not supported by the reference endpoint")
+            self._bad_request("stream=true is not supported by the reference endpoint", keep)
             return
-        answer = self.server.oracle.answer(text)
-        if self.server.latency_s > 0:
-            time.sleep(self.server.latency_s)
-        self._json(200, _response(body, text, answer, chat))
+        found = server.oracle.lookup(text)
+        answer = found.answer if found else UNKNOWN_ANSWER
+        item = found.id if found else "sha256/" + hashlib.sha256(text.encode()).hexdigest()
+        data = json.dumps(_response(body, text, answer, chat)).encode("utf-8")
+        self._later(lambda: self._send(200, data, keep, outcome="ok", item=item))
 
-    # -- helpers -------------------------------------------------------------------------
+    def _bad_request(self, message: str, keep: bool) -> None:
+        self._send(400, _error_body(message, "invalid_request_error"), keep, outcome="bad_request")
 
-    def _drain(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= MAX_BODY:
-            self.rfile.read(length)
+    def _fault(self, kind: str, keep: bool) -> None:
+        faults = self.server.faults
+        if kind == "timeout":
+            self.server.stats.count("timeout")
+            self.busy = self.hanging = True
+            self.timer = self.server.loop.call_later(faults.hang_s, self._hang_over)
+            return
+        if kind == "429":
+            body = _error_body("injected fault: rate limit reached, retry later",
+                               "rate_limit_error", "rate_limit_exceeded")
+            retry = f"Retry-After: {faults.retry_after_header()}\r\n"
+            self._later(lambda: self._send(429, body, keep, extra=retry, outcome="429"))
+        elif kind == "500":
+            body = _error_body("injected fault: internal server error", "server_error")
+            self._later(lambda: self._send(500, body, keep, outcome="500"))
+        elif kind == "garbage":
+            self._later(lambda: self._send(200, GARBAGE, keep, outcome="garbage"))
+        else:
+            self._later(self._reset)
 
-    def _body(self) -> dict[str, Any] | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self.close_connection = True
-            self._error(400, "missing or invalid Content-Length")
-            return None
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw)
-        except ValueError as e:
-            self._error(400, f"request body is not valid JSON: {e}")
-            return None
-        if not isinstance(body, dict):
-            self._error(400, "request body must be a JSON object")
-            return None
-        return body
+    def _later(self, action: Callable[[], None]) -> None:
+        """Run ``action`` after the latency; no further request is read meanwhile."""
+        latency = self.server.latency_s
+        if latency <= 0:
+            action()
+            return
+        self.busy = True
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        def fire() -> None:
+            self.timer = None
+            self.busy = False
+            action()
+            self._process()
 
-    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-        error = {"message": message, "type": kind, "param": None, "code": None}
-        self._json(status, {"error": error})
+        self.timer = self.server.loop.call_later(latency, fire)
+
+    def _hang_over(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _reset(self) -> None:
+        transport = self.transport
+        if transport is None:
+            self.server.stats.count("dropped")
+            return
+        self.server.stats.count("reset")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        keep: bool,
+        *,
+        extra: str = "",
+        head: bool = False,
+        outcome: str | None = None,
+        item: str | None = None,
+    ) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            if outcome is not None:
+                self.server.stats.count("dropped")
+            return
+        if outcome is not None:
+            self.server.stats.count(outcome, item if outcome == "ok" else None)
+        keep = keep and status not in (413, 431) and not self.server.stopping
+        close = "" if keep else "Connection: close\r\n"
+        lines = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{extra}{close}\r\n"
+        ).encode("latin-1")
+        transport.write(lines if head else lines + body)
+        if not keep:
+            transport.close()
+
+    def shutdown(self) -> None:
+        """Server stopping: close now if idle or hanging, else after the answer in progress."""
+        if self.transport is None:
+            return
+        if self.hanging:
+            self.transport.abort()
+        elif not self.busy:
+            self.transport.close()
+
+
+def _parse_head(raw: bytes, start: int) -> _Head:
+    """Request line and headers -> (method, target, version, headers, body start, length).
+
+    Header names are lower-cased; repeated headers are joined with ", ".
+    """
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[0].isupper() or not parts[1]:
+        raise _BadRequest(400, "malformed request line")
+    method, target, version = parts
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        if version.startswith("HTTP/") and version[5:6].isdigit():
+            raise _BadRequest(505, f"unsupported HTTP version {version}")
+        raise _BadRequest(400, "malformed request line")
+    if target[0] != "/" and not target.startswith(("http://", "https://")) and target != "*":
+        raise _BadRequest(400, "malformed request target")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or not name.isprintable() or len(name.split()) != 1 or (
+            name[0] in " \t" or name[-1] in " \t"
+        ):
+            raise _BadRequest(400, "malformed header line")
+        name = name.lower()
+        value = value.strip(" \t")
+        if name in headers:
+            if name == "content-length" and headers[name] != value:
+                raise _BadRequest(400, "conflicting Content-Length headers")
+            value = headers[name] + ", " + value
+        headers[name] = value
+    if "transfer-encoding" in headers:
+        raise _BadRequest(501, "Transfer-Encoding is not supported; send Content-Length")
+    length_text = headers.get("content-length", "0")
+    if not (length_text.isascii() and length_text.isdigit()):
+        raise _BadRequest(400, "missing or invalid Content-Length")
+    length = int(length_text)
+    if length > MAX_BODY:
+        raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
+    return method, target, version, headers, start, length
 
 
 def _last_user_text(body: dict[str, Any]) -> str | None:
@@ -226,11 +666,14 @@ def _tokens(text: str) -> int:
 
 
 def _response(body: dict[str, Any], prompt: str, answer: str, chat: bool) -> dict[str, Any]:
-    model = body.get("model") if isinstance(body.get("model"), str) else MODEL_ID
+    model = body.get("model")
+    if not isinstance(model, str):
+        model = MODEL_ID
+    prompt_tokens, completion_tokens = _tokens(prompt), _tokens(answer)
     usage = {
-        "prompt_tokens": _tokens(prompt),
-        "completion_tokens": _tokens(answer),
-        "total_tokens": _tokens(prompt) + _tokens(answer),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     }
     if chat:
         choice: dict[str, Any] = {
@@ -244,7 +687,7 @@ def _response(body: dict[str, Any], prompt: str, answer: str, chat: bool) -> dic
         choice = {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}
         kind, prefix = "text_completion", "cmpl"
     return {
-        "id": f"{prefix}-{uuid.uuid4().hex}",
+        "id": f"{prefix}-{_ids.getrandbits(128):032x}",
         "object": kind,
         "created": int(time.time()),
         "model": model,
@@ -253,17 +696,102 @@ def _response(body: dict[str, Any], prompt: str, answer: str, chat: bool) -> dic
     }
 
 
-class ReferenceServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class ReferenceServer:
+    """The endpoint bound to ``address`` at construction; ``serve_forever()`` runs it.
+
+    Like ``socketserver``: ``server_address`` is the bound address (port 0 picks a free one),
+    ``shutdown()`` (from another thread) stops ``serve_forever()`` and waits for it, and
+    ``server_close()`` releases the socket. ``stats`` and ``faults`` may be read from any thread.
+    """
+
+    RequestHandlerClass: type[RequestView] = RequestView
 
     def __init__(
-        self, address: tuple[str, int], oracle: Oracle, latency_ms: float, verbose: bool
+        self,
+        address: tuple[str, int],
+        oracle: Oracle,
+        latency_ms: float,
+        verbose: bool = False,
+        *,
+        faults: Faults | None = None,
     ) -> None:
-        super().__init__(address, _Handler)
         self.oracle = oracle
         self.latency_s = max(0.0, latency_ms) / 1000.0
         self.verbose = verbose
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "eval-launcher"}
+        self.models_body = json.dumps({"object": "list", "data": [model]}).encode()
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=1024)
+        self.server_address: tuple[Any, ...] = self.socket.getsockname()
+        self.stopping = False
+        self._connections: set[_Connection] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._shutdown_requested = False
+        self._done = threading.Event()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "not serving"
+        return self._loop
+
+    def serve_forever(self, poll_interval: float = 0.5, *, handle_signals: bool = False) -> None:
+        """Serve until ``shutdown()`` (or SIGTERM/SIGINT with ``handle_signals``, main thread).
+
+        ``poll_interval`` is accepted for ``socketserver`` compatibility and unused.
+        """
+        self._done.clear()
+        try:
+            asyncio.run(self._serve(handle_signals))
+        finally:
+            with self._lock:
+                self._loop = None
+            self._done.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever()`` (from another thread) and wait until it has returned."""
+        with self._lock:
+            self._shutdown_requested = True
+            loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # loop already closed
+                return
+            self._done.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+    async def _serve(self, handle_signals: bool) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        with self._lock:
+            if self._shutdown_requested:
+                return
+            self._loop, self._stop = loop, stop
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        server = await loop.create_server(lambda: _Connection(self), sock=self.socket)
+        try:
+            await stop.wait()
+        finally:
+            self.stopping = True
+            server.close()  # stop accepting (closes the listening socket)
+            for conn in list(self._connections):
+                conn.shutdown()
+            deadline = loop.time() + max(5.0, self.latency_s + 1.0)
+            while self._connections and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            for conn in list(self._connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            await asyncio.sleep(0)
 
 
 def make_server(
@@ -274,17 +802,28 @@ def make_server(
     dataset_dir: str | None,
     *,
     verbose: bool = False,
+    fail_rate: float = 0.0,
+    faults: Iterable[str] = DEFAULT_FAULTS,
+    seed: int | None = None,
+    retry_after: float = 0.0,
+    hang_s: float = 600.0,
 ) -> ReferenceServer:
     """A bound (not yet serving) server; call ``serve_forever()`` (port 0 picks a free one)."""
+    plan = Faults(fail_rate, faults, seed, retry_after, hang_s)  # validate before loading data
     oracle = load_oracle(accuracy, dataset_dir)
-    return ReferenceServer((host, port), oracle, latency_ms, verbose)
+    return ReferenceServer((host, port), oracle, latency_ms, verbose, faults=plan)
 
 
 def serve(
-    host: str, port: int, accuracy: float, latency_ms: float, dataset_dir: str | None
+    host: str,
+    port: int,
+    accuracy: float,
+    latency_ms: float,
+    dataset_dir: str | None,
+    **options: Any,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (blocking)."""
-    server = make_server(host, port, accuracy, latency_ms, dataset_dir)
+    """Serve until SIGINT/SIGTERM (blocking); ``options`` are ``make_server``'s keywords."""
+    server = make_server(host, port, accuracy, latency_ms, dataset_dir, **options)
     counts = ", ".join(f"{n} {task}" for task, n in server.oracle.counts.items())
     bound_host, bound_port = server.server_address[:2]
     print(
@@ -292,10 +831,10 @@ def serve(
         f" model '{MODEL_ID}', accuracy {accuracy}, latency {latency_ms} ms; knows {counts}",
         flush=True,
     )
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    if server.faults.rate > 0:
+        print(f"reference endpoint: injecting faults: {server.faults.describe()}", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever(handle_signals=True)
     except KeyboardInterrupt:
         pass
     finally:
@@ -312,9 +851,18 @@ if __name__ == "__main__":  # python -m launcher.reference_endpoint --port 8000
     parser.add_argument("--accuracy", type=float, default=1.0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--dataset-dir", default=None)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--fault", action="append", default=[])
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--retry-after", type=float, default=0.0)
+    parser.add_argument("--hang-s", type=float, default=600.0)
     args = parser.parse_args()
     try:
-        serve(args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir)
+        serve(
+            args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir,
+            fail_rate=args.fail_rate, faults=args.fault or DEFAULT_FAULTS, seed=args.seed,
+            retry_after=args.retry_after, hang_s=args.hang_s,
+        )
     except LauncherError as e:
         print(f"error: {e.message}", file=sys.stderr)
         sys.exit(e.exit_code)

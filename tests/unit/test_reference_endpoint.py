@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import math
+import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -166,3 +172,368 @@ def test_serves_humaneval_without_gsm8k(tmp_path: Path, capsys: pytest.CaptureFi
     server.server_close()
     assert server.oracle.counts == {"humaneval": 164, "gsm8k": 0}
     assert "GSM8K unavailable" in capsys.readouterr().out
+
+
+# -- faults, stats and the HTTP server ---------------------------------------------------------
+
+CHAT = "/v1/chat/completions"
+HELLO = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}
+
+
+class _Served:
+    """A ReferenceServer serving on a thread; stops it (and checks it stopped) on exit."""
+
+    def __init__(self, server: ref.ReferenceServer) -> None:
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        start = time.monotonic()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        assert not self.thread.is_alive() and time.monotonic() - start < 5
+
+
+def _server(latency_ms: float = 0, oracle: ref.Oracle | None = None, **faults: Any) -> _Served:
+    plan = ref.Faults(**faults) if faults else None
+    oracle = oracle or ref.Oracle(1.0, HE_PROBLEMS_ID, GSM_ROWS)
+    return _Served(ref.ReferenceServer(("127.0.0.1", 0), oracle, latency_ms, faults=plan))
+
+
+HE_PROBLEMS_ID = [dict(HE_PROBLEMS[0], task_id="HumanEval/0")]
+
+
+def _raw(address: str, data: bytes, timeout: float = 5) -> bytes:
+    """Send ``data`` on a new connection and read until the server closes it."""
+    host, port = address.split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _post(body: Any = None, path: str = CHAT, extra: str = "") -> bytes:
+    data = json.dumps(HELLO if body is None else body).encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n{extra}\r\n"
+    return head.encode() + data
+
+
+def _read_response(sock_file: Any) -> tuple[int, dict[str, str], bytes]:
+    status_line = sock_file.readline()
+    status = int(status_line.split()[1])
+    headers = {}
+    while (line := sock_file.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.lower()] = value.strip()
+    return status, headers, sock_file.read(int(headers.get("content-length", 0)))
+
+
+def _stats(address: str) -> dict[str, Any]:
+    status, stats = _call(address, "GET", "/stats")
+    assert status == 200
+    return stats
+
+
+@pytest.mark.parametrize("retry_after", [0.0, 1.0, 0.25])
+def test_fault_429_has_retry_after_and_error_json(retry_after: float) -> None:
+    with _server(rate=1.0, kinds=["429"], retry_after=retry_after) as address:
+        conn = http.client.HTTPConnection(address, timeout=5)
+        conn.request("POST", CHAT, body=json.dumps(HELLO))
+        resp = conn.getresponse()
+        payload = json.loads(resp.read())
+        assert resp.status == 429
+        assert resp.getheader("Retry-After") == {0.0: "0", 1.0: "1", 0.25: "0.25"}[retry_after]
+        assert payload["error"]["type"] == "rate_limit_error"
+        assert payload["error"]["code"] == "rate_limit_exceeded"
+        conn.request("POST", CHAT, body=json.dumps(HELLO))  # the connection stays usable
+        assert conn.getresponse().status == 429
+        conn.close()
+        stats = _stats(address)["requests"]
+        assert (stats["429"], stats["ok"], stats["total"]) == (2, 0, 2)
+
+
+def test_fault_500_is_an_error_json() -> None:
+    with _server(rate=1.0, kinds=["500"]) as address:
+        status, payload = _call(address, "POST", CHAT, HELLO)
+        assert status == 500 and payload["error"]["type"] == "server_error"
+        assert _stats(address)["requests"]["500"] == 1
+
+
+def test_fault_garbage_is_200_with_unparsable_body() -> None:
+    with _server(rate=1.0, kinds=["garbage"]) as address:
+        conn = http.client.HTTPConnection(address, timeout=5)
+        conn.request("POST", CHAT, body=json.dumps(HELLO))
+        resp = conn.getresponse()
+        data = resp.read()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "application/json"
+        with pytest.raises(ValueError):
+            json.loads(data)
+        conn.close()
+        stats = _stats(address)
+        assert stats["requests"]["garbage"] == 1 and stats["requests"]["ok"] == 0
+        assert stats["items"] == {}  # a faulted answer is not a success
+
+
+def test_fault_reset_closes_the_connection_abruptly() -> None:
+    with _server(rate=1.0, kinds=["reset"]) as address:
+        with pytest.raises(ConnectionResetError):
+            _raw(address, _post())
+        conn = http.client.HTTPConnection(address, timeout=5)
+        conn.request("POST", CHAT, body=json.dumps(HELLO))
+        with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+            conn.getresponse()
+        conn.close()
+        assert _stats(address)["requests"]["reset"] == 2
+
+
+def test_fault_timeout_never_answers() -> None:
+    with _server(rate=1.0, kinds=["timeout"], hang_s=600) as address:
+        conn = http.client.HTTPConnection(address, timeout=1)
+        conn.request("POST", CHAT, body=json.dumps(HELLO))
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            conn.getresponse()
+        assert time.monotonic() - start >= 0.9
+        conn.close()
+        assert _stats(address)["requests"]["timeout"] == 1
+    # shutting down with the hung connection open was prompt (checked by _Served)
+
+
+def test_fault_timeout_closes_after_hang_s_without_answer() -> None:
+    with _server(rate=1.0, kinds=["timeout"], hang_s=0.3) as address:
+        start = time.monotonic()
+        assert _raw(address, _post()) == b""  # closed, nothing sent
+        assert 0.25 <= time.monotonic() - start < 3
+
+
+def test_faults_never_hit_health_models_or_stats() -> None:
+    with _server(rate=1.0, kinds=["reset", "timeout"]) as address:
+        for _ in range(5):
+            assert _call(address, "GET", "/health")[0] == 200
+            assert _call(address, "GET", "/v1/models")[0] == 200
+            assert _call(address, "GET", "/stats")[0] == 200
+        assert _call(address, "POST", "/stats/reset")[0] == 200
+
+
+def _statuses(seed: int, n: int, rate: float = 0.3) -> list[int]:
+    with _server(rate=rate, kinds=["429", "500"], seed=seed) as address:
+        conn = http.client.HTTPConnection(address, timeout=5)
+        statuses = []
+        for _ in range(n):
+            conn.request("POST", CHAT, body=json.dumps(HELLO))
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+        conn.close()
+        stats = _stats(address)["requests"]
+    assert stats["ok"] == statuses.count(200) and stats["total"] == n
+    assert stats["429"] == statuses.count(429) and stats["500"] == statuses.count(500)
+    return statuses
+
+
+def test_fail_rate_is_per_request_seeded_and_about_right() -> None:
+    statuses = _statuses(seed=7, n=200)
+    failed = sum(s != 200 for s in statuses)
+    assert 40 <= failed <= 80  # 30% of 200, give or take 3 sd
+    assert {429, 500} <= set(statuses)
+    assert _statuses(seed=7, n=200) == statuses  # reproducible
+    assert _statuses(seed=8, n=200) != statuses
+
+
+def test_fault_options_are_validated() -> None:
+    assert ref.parse_faults(["429", "500, reset", "429"]) == ("429", "500", "reset")
+    with pytest.raises(ConfigError, match="unknown fault"):
+        ref.parse_faults(["503"])
+    with pytest.raises(ConfigError):
+        ref.Faults(rate=1.5)
+    assert ref.Faults(rate=0.5, kinds=[]).kinds == ref.DEFAULT_FAULTS
+
+
+def test_stats_count_ok_answers_per_item_and_reset() -> None:
+    with _server() as address:
+        gsm = {"messages": [{"role": "user", "content": "Q: " + GSM_ROWS[0]["question"]}]}
+        for _ in range(3):
+            assert _call(address, "POST", CHAT, gsm)[0] == 200
+        he = {"prompt": "Complete:\n" + HE_PROBLEMS[0]["prompt"]}
+        assert _call(address, "POST", "/v1/completions", he)[0] == 200
+        assert _call(address, "POST", CHAT, HELLO)[0] == 200
+        assert _call(address, "POST", CHAT, {"model": "m"})[0] == 400
+        stats = _stats(address)
+        hello = "sha256/" + hashlib.sha256(b"Hello").hexdigest()
+        assert stats["items"] == {"gsm8k/0": 3, "humaneval/HumanEval/0": 1, hello: 1}
+        assert stats["requests"]["ok"] == 5 and stats["requests"]["bad_request"] == 1
+        assert stats["requests"]["total"] == 6
+        assert _call(address, "POST", "/stats/reset") == (200, {"status": "reset"})
+        stats = _stats(address)
+        assert stats["items"] == {} and stats["requests"]["total"] == 0
+
+
+def test_stats_key_of_real_humaneval_item(endpoint: str) -> None:
+    from launcher.harness.datasets import load_humaneval
+
+    prompt = load_humaneval()[3]["prompt"]
+    body = {"messages": [{"role": "user", "content": f"Complete:\n{prompt}"}]}
+    assert _call(endpoint, "POST", CHAT, body)[0] == 200
+    assert _stats(endpoint)["items"]["humaneval/HumanEval/3"] >= 1
+
+
+def test_keep_alive_and_pipelining_on_one_connection() -> None:
+    with _server(latency_ms=1) as address:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            reader = sock.makefile("rb")
+            for _ in range(300):
+                sock.sendall(_post())
+                status, headers, body = _read_response(reader)
+                assert status == 200 and "connection" not in headers
+                assert json.loads(body)["choices"][0]["message"]["content"] == ref.UNKNOWN_ANSWER
+            sock.sendall(_post() * 5)  # pipelined: answered in order
+            for _ in range(5):
+                assert _read_response(reader)[0] == 200
+            sock.sendall(_post(extra="Connection: close\r\n"))
+            status, headers, _ = _read_response(reader)
+            assert status == 200 and headers["connection"] == "close"
+            assert reader.read() == b""  # closed by the server
+        assert _stats(address)["requests"]["ok"] == 306
+
+
+def test_http_1_0_closes_unless_keep_alive() -> None:
+    with _server() as address:
+        out = _raw(address, b"GET /health HTTP/1.0\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b'{"status": "ok"}')
+
+
+def test_expect_100_continue() -> None:
+    with _server() as address:
+        host, port = address.split(":")
+        data = json.dumps(HELLO).encode()
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(
+                f"POST {CHAT} HTTP/1.1\r\nContent-Length: {len(data)}\r\n"
+                "Expect: 100-continue\r\n\r\n".encode()
+            )
+            reader = sock.makefile("rb")
+            assert reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+            assert reader.readline() == b"\r\n"
+            sock.sendall(data)
+            assert _read_response(reader)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1 extra\r\n\r\n", 400),
+        (b"GET /health FTP/1.1\r\n\r\n", 400),
+        (b"GET /health HTTP/2.0\r\n\r\n", 505),
+        (b"GET health HTTP/1.1\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\nBad name: x\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\n folded: x\r\n\r\n", 400),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+         400),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"GET /v1/chat/completions HTTP/1.1\r\n\r\n", 405),
+        (b"DELETE /health HTTP/1.1\r\n\r\n", 405),
+        (b"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+    ],
+)
+def test_malformed_requests(request_bytes: bytes, status: int) -> None:
+    with _server() as address:
+        out = _raw(address, request_bytes) if status != 405 else _raw(
+            address, request_bytes.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+        )
+        assert out.startswith(f"HTTP/1.1 {status} ".encode())
+        payload = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        assert payload["error"]["message"] and payload["error"]["type"]
+
+
+def test_request_head_too_large() -> None:
+    with _server() as address:
+        out = _raw(address, b"GET /health HTTP/1.1\r\nX: " + b"a" * (ref.MAX_HEAD + 10))
+        assert out.startswith(b"HTTP/1.1 431 ")
+
+
+def test_request_observer_sees_headers() -> None:
+    seen: list[str | None] = []
+    served = _server()
+
+    class Recording(served.server.RequestHandlerClass):  # type: ignore[misc,name-defined]
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            super().do_POST()
+
+    served.server.RequestHandlerClass = Recording
+    with served as address:
+        conn = http.client.HTTPConnection(address, timeout=5)
+        conn.request("POST", CHAT, body=json.dumps(HELLO), headers={"authorization": "Bearer k"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    assert seen == ["Bearer k"]
+
+
+def test_shutdown_before_serving_and_twice() -> None:
+    server = ref.ReferenceServer(("127.0.0.1", 0), ref.Oracle(1.0, [], None), 0)
+    server.shutdown()  # not serving yet: serve_forever then returns at once
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_and_stops_gracefully_on_signal(tmp_path: Path, sig: int) -> None:
+    args = [sys.executable, "-c", "from launcher.cli import main; main()", "reference-endpoint",
+            "--host", "127.0.0.1", "--port", "0", "--dataset-dir", str(tmp_path),
+            "--fail-rate", "0.5", "--fault", "500,garbage", "--seed", "3"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "GSM8K unavailable" in proc.stdout.readline()
+        line = proc.stdout.readline()  # the line the integration tests and benchmarks look for
+        found = re.search(r"reference endpoint \(not a model\) on http://127\.0\.0\.1:(\d+)/v1 ",
+                          line)
+        assert found, line
+        assert "fail rate 0.5 (500, garbage; seed 3)" in proc.stdout.readline()
+        address = f"127.0.0.1:{found.group(1)}"
+        conn = http.client.HTTPConnection(address, timeout=5)  # an idle keep-alive connection
+        conn.request("GET", "/health")
+        assert conn.getresponse().read() == b'{"status": "ok"}'
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "reference endpoint stopped" in err
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_cli_rejects_unknown_fault() -> None:
+    from click.testing import CliRunner
+
+    from launcher.cli import cli
+
+    result = CliRunner().invoke(cli, ["reference-endpoint", "--fault", "429,boom"])
+    assert result.exit_code == 2 and "unknown fault 'boom'" in result.output
+
+
+def test_half_closed_client_still_gets_its_answer() -> None:
+    with _server(latency_ms=100) as address:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(_post())
+            sock.shutdown(socket.SHUT_WR)
+            reader = sock.makefile("rb")
+            assert _read_response(reader)[0] == 200
+            assert reader.read() == b""
