@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
+import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
@@ -77,6 +78,14 @@ class Endpoint:
     container: DockerContainer
     url: str  # as seen from containers on the network
 
+    def stats(self) -> dict:
+        """The endpoint's own request counts (``GET /stats``): outcomes and ok answers per item."""
+        code, out = self.container.exec(["python", "-c", (
+            "import urllib.request as u, sys; sys.stdout.write("
+            "u.urlopen('http://127.0.0.1:8000/stats', timeout=5).read().decode())")])
+        assert code == 0, out
+        return json.loads(out)
+
 
 def _wait_healthy(container: DockerContainer, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
@@ -94,11 +103,12 @@ def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
     """Factory: start a reference endpoint container with a given accuracy on ``network``."""
     started: list[DockerContainer] = []
 
-    def start(accuracy: float, latency_ms: float = 0) -> Endpoint:
+    def start(accuracy: float, latency_ms: float = 0, *extra: str) -> Endpoint:
         container = (
             DockerContainer(launcher_image)
             .with_command(["reference-endpoint", "--port", "8000", "--accuracy", str(accuracy),
-                           "--latency-ms", str(latency_ms), "--dataset-dir", "/data/gsm8k"])
+                           "--latency-ms", str(latency_ms), "--dataset-dir", "/data/gsm8k",
+                           *extra])
             .with_volume_mapping(str(gsm8k_dir), "/data/gsm8k", "ro")
             .with_network(network)
             .with_network_aliases(ENDPOINT_ALIAS)

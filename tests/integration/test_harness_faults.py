@@ -1,0 +1,113 @@
+"""Issue 5 on the real engine: the harness against a flaky endpoint, and a task container
+killed at random moments then resumed, with the endpoint itself counting the requests."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import subprocess
+import time
+
+import docker
+import pytest
+import yaml
+
+from tests.integration.test_job_management import GSM8K, Bench, wait_for
+
+pytestmark = pytest.mark.integration
+
+N = 24  # gsm8k items per run
+
+
+@pytest.fixture
+def flaky(tmp_path, launcher_image, network, reference_endpoint, gsm8k_dir):
+    def make(*extra: str, latency_ms: float = 20):
+        endpoint = reference_endpoint(0.5, latency_ms, *extra)
+        return endpoint, Bench(tmp_path, launcher_image, network.name, endpoint.url, gsm8k_dir)
+
+    return make
+
+
+def score(bench: Bench, invocation: str = "") -> float:
+    (inv,) = [p for p in bench.invocations() if p.name.endswith(invocation)]
+    data = yaml.safe_load((inv / "gsm8k.0" / "artifacts" / "results.yml").read_text())
+    return data["results"]["tasks"]["gsm8k"]["metrics"]["exact_match"]["scores"][
+        "exact_match"]["value"]
+
+
+def gsm8k_counts(stats: dict) -> dict[str, int]:
+    return {k: v for k, v in stats["items"].items() if k.startswith("gsm8k/")}
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "timeout", "reset", "garbage"])
+def test_endpoint_failing_30_percent_still_gives_the_exact_score(flaky, fault):
+    endpoint, b = flaky("--fail-rate", "0.3", "--fault", fault, "--seed", "11")
+    config = b.config([GSM8K], limit=N, parallelism=4)
+    params = "evaluation.nemo_evaluator_config.config.params"
+    run = b.launcher("run", "--config", config, "-o", f"{params}.request_timeout=2",
+                     "-o", f"{params}.max_retries=40")
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert score(b) == 0.5  # exactly: 12 of the first 24 items are answered right
+    stats = endpoint.stats()
+    assert stats["requests"][fault] > 0, stats["requests"]  # the fault really happened
+    # every sample answered successfully exactly once: no success is ever requested again
+    assert gsm8k_counts(stats) == {f"gsm8k/{i}": 1 for i in range(N)}
+
+
+def test_killed_five_times_then_resumed_requests_each_success_once(flaky, docker_client):
+    endpoint, b = flaky(latency_ms=150)
+    parallelism = 4
+    config = b.config([GSM8K], limit=N * 2, parallelism=parallelism)
+    rng = random.Random(5)
+    kills = 0
+    first = b.container("run", "--config", config)
+    first.start()
+    launchers = [first]
+    try:
+        inv = wait_for(lambda: b.invocations() and b.invocations()[0])
+        invocation_id = inv.name.split("-", 1)[1]
+        artifacts = inv / "gsm8k.0" / "artifacts"
+        while kills < 5:
+            before = len(endpoint.stats()["items"])
+            # wait until this attempt has made progress, then kill at a random moment
+            wait_for(lambda n=before: len(endpoint.stats()["items"]) > n, timeout=90, every=0.1)
+            time.sleep(rng.uniform(0.0, 0.6))
+            victims = docker_client.containers.list(
+                filters={"label": f"eval-launcher.job={invocation_id}.0"})
+            if not victims:
+                break  # it finished before we could kill it: fine, fewer kills
+            for victim in victims:
+                with contextlib.suppress(docker.errors.APIError):
+                    victim.kill()  # SIGKILL: no chance to flush or clean up
+            kills += 1
+            code = launchers[-1].get_wrapped_container().wait(timeout=120)["StatusCode"]
+            assert code == 1
+            assert b.status(invocation_id)[0]["state"] == "failed"
+            assert not (artifacts / "results.yml").exists()
+            resumed = b.container("resume", invocation_id)
+            resumed.start()
+            launchers.append(resumed)
+        code = launchers[-1].get_wrapped_container().wait(timeout=180)["StatusCode"]
+        assert code == 0, launchers[-1].get_logs()
+    finally:
+        for launcher in launchers:
+            launcher.stop()
+    assert kills >= 3, "the kills must land while the task runs"
+    assert b.status(invocation_id)[0]["state"] == "success"
+    assert score(b) == 0.5
+    counts = gsm8k_counts(endpoint.stats())
+    assert set(counts) == {f"gsm8k/{i}" for i in range(2 * N)}  # every sample answered
+    # A success is requested again only if the kill caught it in flight (not yet in the cache):
+    # at most `parallelism` per kill; everything else exactly once.
+    again = sum(c - 1 for c in counts.values())
+    assert again <= kills * parallelism, (kills, counts)
+    lines = (artifacts / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * N
+    # rerunning the finished task from a host shell replays the cache: no request at all
+    total = endpoint.stats()["requests"]["total"]
+    (artifacts / "results.yml").unlink()
+    rerun = subprocess.run(["bash", str(inv / "gsm8k.0" / "run.sh")], capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert score(b) == 0.5
+    assert endpoint.stats()["requests"]["total"] == total
