@@ -109,6 +109,16 @@ def builtin_tasks() -> dict[str, TaskSpec]:
             "GSM8K test split: 1319 grade-school maths problems, exact match on the final number",
             needs_dataset=True,
         ),
+        "mmlu": TaskSpec(
+            "mmlu", BUILTIN_HARNESS, image, ("chat", "completions"), True,
+            "MMLU: 57 subjects, 0- to 5-shot, from a dataset_dir of the standard CSV files",
+            needs_dataset=True,
+        ),
+        "custom": TaskSpec(
+            "custom", BUILTIN_HARNESS, image, ("chat", "completions"), True,
+            "Your own JSONL (question, answer, choices): exact match, regex or multiple choice",
+            needs_dataset=True,
+        ),
     }
 
 

@@ -12,11 +12,19 @@
      matches;
   3. a one-time download from the public source (env ``EVAL_LAUNCHER_GSM8K_URL`` overrides the
      URL), verified against the known sha256 before it is moved into the cache.
+* MMLU (Hendrycks et al.): never downloaded. ``resolve_mmlu`` takes the dataset dir (argument,
+  else env ``MMLU_DATA_DIR``, else ``NEMO_EVALUATOR_DATASET_DIR``) holding the original CSV
+  layout: ``data/dev/<subject>_dev.csv`` and ``data/test/<subject>_test.csv`` (``dev/`` and
+  ``test/`` directly in the dir, or under ``mmlu/`` or ``mmlu/data/``, are found too). Each CSV
+  row is ``question, A, B, C, D, answer`` with no header.
+* Custom tasks: a JSONL file named by the task's ``dataset_path`` (absolute, or relative to the
+  dataset dir), see :func:`resolve_custom`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import hashlib
 import importlib.resources
@@ -27,6 +35,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from launcher.harness.errors import DatasetError
 
@@ -143,6 +153,10 @@ def _download(url: str, dest: Path) -> Path:
 
 
 def _jsonl(text: str, source: str) -> list[dict[str, Any]]:
+    return [row for _, row in _jsonl_numbered(text, source)]
+
+
+def _jsonl_numbered(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -153,5 +167,146 @@ def _jsonl(text: str, source: str) -> list[dict[str, Any]]:
             raise DatasetError(f"{source}: line {n} is not JSON: {e}") from e
         if not isinstance(row, dict):
             raise DatasetError(f"{source}: line {n} is not a JSON object")
-        rows.append(row)
+        rows.append((n, row))
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# MMLU
+# --------------------------------------------------------------------------------------------
+
+MMLU_SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
+    "college_biology", "college_chemistry", "college_computer_science", "college_mathematics",
+    "college_medicine", "college_physics", "computer_security", "conceptual_physics",
+    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic",
+    "global_facts", "high_school_biology", "high_school_chemistry",
+    "high_school_computer_science", "high_school_european_history", "high_school_geography",
+    "high_school_government_and_politics", "high_school_macroeconomics",
+    "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
+    "high_school_psychology", "high_school_statistics", "high_school_us_history",
+    "high_school_world_history", "human_aging", "human_sexuality", "international_law",
+    "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
+    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
+    "philosophy", "prehistory", "professional_accounting", "professional_law",
+    "professional_medicine", "professional_psychology", "public_relations",
+    "security_studies", "sociology", "us_foreign_policy", "virology", "world_religions",
+)  # fmt: skip
+MMLU_LAYOUT = (
+    "data/dev/<subject>_dev.csv and data/test/<subject>_test.csv, one row per question:"
+    " question,A,B,C,D,answer (no header), as in https://people.eecs.berkeley.edu/~hendrycks/"
+    "data.tar"
+)
+MMLU_LETTERS = "ABCD"
+_MMLU_HEADER = ("question", "a", "b", "c", "d", "answer")
+
+
+@attrs.frozen
+class McRow:
+    """One multiple-choice question: the choices in order and the answer's letter."""
+
+    question: str
+    choices: tuple[str, ...]
+    answer: str
+
+
+def dataset_dir_from(explicit: str | None, *env_names: str) -> str | None:
+    """The explicit dataset dir, else the first of the env vars that is set."""
+    if explicit:
+        return explicit
+    for name in env_names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def resolve_mmlu(dataset_dir: str | None = None) -> Path:
+    """The folder holding MMLU's ``dev/`` and ``test/`` (see the module docstring)."""
+    root = dataset_dir_from(dataset_dir, "MMLU_DATA_DIR", "NEMO_EVALUATOR_DATASET_DIR")
+    if not root:
+        raise DatasetError(
+            "MMLU needs its dataset folder (it is never downloaded): set"
+            " config.params.extra.dataset_dir, or the task's dataset_dir in the launcher config"
+            f" (mounted at /datasets), to a folder with {MMLU_LAYOUT}"
+        )
+    base = Path(root)
+    for candidate in (base / "data", base, base / "mmlu" / "data", base / "mmlu"):
+        if (candidate / "test").is_dir() and any((candidate / "test").glob("*_test.csv")):
+            return candidate
+    raise DatasetError(
+        f"MMLU dataset folder {base} does not have the expected layout: {MMLU_LAYOUT}"
+    )
+
+
+def mmlu_subjects(folder: Path) -> list[str]:
+    """The subjects with a ``test/<subject>_test.csv`` in ``folder``, sorted."""
+    return sorted(p.name[: -len("_test.csv")] for p in (folder / "test").glob("*_test.csv"))
+
+
+def load_mmlu_csv(path: Path) -> list[McRow]:
+    """The rows of one Hendrycks CSV (a header row, if any, is skipped)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
+    result = []
+    for n, row in enumerate(rows, 1):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if n == 1 and [c.strip().lower() for c in row] == list(_MMLU_HEADER):
+            continue
+        if len(row) != 6:
+            raise DatasetError(
+                f"{path}: row {n} has {len(row)} columns, expected 6 (question,A,B,C,D,answer)"
+            )
+        answer = row[5].strip().upper()
+        if answer not in MMLU_LETTERS:
+            raise DatasetError(f"{path}: row {n}: the answer must be A, B, C or D, got {row[5]!r}")
+        result.append(McRow(row[0], tuple(row[1:5]), answer))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Custom JSONL tasks
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_custom(dataset_path: str | None, dataset_dir: str | None = None) -> Path:
+    """The JSONL file of a custom task: ``dataset_path`` if absolute, else relative to the
+    dataset dir (argument, else ``NEMO_EVALUATOR_DATASET_DIR``); without a ``dataset_path`` the
+    dataset dir must hold exactly one ``*.jsonl`` file."""
+    root = dataset_dir_from(dataset_dir, "NEMO_EVALUATOR_DATASET_DIR")
+    if dataset_path:
+        path = Path(dataset_path)
+        if not path.is_absolute():
+            if not root:
+                raise DatasetError(
+                    f"custom task: dataset_path {dataset_path!r} is relative but no dataset dir"
+                    " is set (config.params.extra.dataset_dir or the task's dataset_dir)"
+                )
+            path = Path(root) / path
+        if not path.is_file():
+            raise DatasetError(f"custom task: dataset file {path} does not exist")
+        return path
+    if not root:
+        raise DatasetError(
+            "custom task: set config.params.extra.dataset_path to your JSONL file (absolute, or"
+            " relative to the task's dataset_dir, which the launcher mounts at /datasets)"
+        )
+    found = sorted(Path(root).glob("*.jsonl")) if Path(root).is_dir() else []
+    if len(found) != 1:
+        what = "no *.jsonl file" if not found else f"{len(found)} *.jsonl files"
+        raise DatasetError(
+            f"custom task: dataset dir {root} has {what}; set config.params.extra.dataset_path"
+        )
+    return found[0]
+
+
+def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from e
+    return _jsonl_numbered(text, str(path))

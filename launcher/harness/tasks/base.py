@@ -1,13 +1,26 @@
-"""What every task provides: items (prompts + targets) and a scorer."""
+"""What every task provides: items (prompts + targets), a scorer and an aggregator.
+
+The flow in ``run_eval``::
+
+    task = get_task(cfg.task, cfg.params.extra)    # params validated here (ConfigError)
+    items = task.load(limit, dataset_dir)           # DatasetError if the data is missing
+    responses = fetch(...)                          # per item, task.samples_per_item texts
+    scored = task.score(items, responses)           # per item, one Scored per response
+    summary = task.summarize(items, scored)         # metrics -> scores (value, stderr, count)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
+from launcher.errors import ConfigError
+from launcher.harness.scoring import Summary
+
 Message = dict[str, Any]
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -20,16 +33,94 @@ class Item:
 
 @attrs.frozen
 class Scored:
-    score: int  # 0 or 1
+    score: int  # 0 or 1 for this response
     details: dict[str, Any] = attrs.field(factory=dict)  # extra fields for samples.jsonl
 
 
 class Task(Protocol):
     name: str
-    metric: str  # used as both the metric and the score name in results.yml
+    metric: str  # the headline metric (the first one in results.yml)
+    samples_per_item: int  # how many responses the fetch phase gets per item
 
     def load(self, limit: int | None, dataset_dir: str | None = None) -> list[Item]:
-        """The first ``limit`` items (all when None) in dataset order."""
+        """The items to ask, in dataset order (``limit``: see each task)."""
         ...
 
-    def score(self, items: Sequence[Item], responses: Sequence[str]) -> list[Scored]: ...
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[str]]
+    ) -> list[list[Scored]]:
+        """One ``Scored`` per response; ``responses[i]`` are the texts for ``items[i]``."""
+        ...
+
+    def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary: ...
+
+
+def check_shape(items: Sequence[Item], responses: Sequence[Sequence[str]]) -> None:
+    if len(items) != len(responses):
+        raise ValueError(f"{len(responses)} response lists for {len(items)} items")
+    for item, texts in zip(items, responses, strict=True):
+        if isinstance(texts, str) or not texts:
+            raise ValueError(f"item {item.id}: expected a non-empty list of response texts")
+
+
+class Params:
+    """Typed access to ``config.params.extra`` with errors that name the key."""
+
+    def __init__(self, extra: Mapping[str, Any] | None) -> None:
+        self.extra = dict(extra or {})
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(message, key=f"config.params.extra.{name}")
+
+    def get(self, name: str, kind: type[T] | tuple[type, ...], default: T) -> T:
+        value = self.extra.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) and kind is not bool:
+            raise self.error(name, f"must be {_kind_name(kind)}, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.error(name, f"must be {_kind_name(kind)}, got {value!r}")
+        return value  # type: ignore[return-value]
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        value = self.get(name, int, default)
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise self.error(name, f"must be {bounds}, got {value}")
+        return value
+
+    def choice(self, name: str, options: Sequence[str], default: str | None) -> str | None:
+        value = self.get(name, str, default)
+        if value is not None and value not in options:
+            raise self.error(name, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def string_list(self, name: str) -> list[str] | None:
+        value = self.extra.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.error(name, f"must be a non-empty list of strings, got {value!r}")
+        return value
+
+    def int_list(self, name: str, default: list[int]) -> list[int]:
+        value = self.extra.get(name)
+        if value is None:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        ):
+            raise self.error(name, f"must be a positive integer or a list of them, got {value!r}")
+        return sorted(set(value))
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {bool: "true or false", int: "an integer", str: "a string", float: "a number"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)

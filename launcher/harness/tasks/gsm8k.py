@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from launcher.harness.datasets import load_gsm8k, resolve_gsm8k
-from launcher.harness.tasks.base import Item, Message, Scored
+from launcher.harness.scoring import Summary, mean_score
+from launcher.harness.tasks.base import Item, Message, Scored, check_shape
 
 INSTRUCTION = (
     "Solve the following math problem step by step. End your reply with the final answer"
@@ -55,8 +56,14 @@ def build_messages(question: str) -> list[Message]:
 
 
 class Gsm8kTask:
+    """Params (``config.params.extra``): ``dataset_dir`` only (see :mod:`datasets`)."""
+
     name = "gsm8k"
     metric = "exact_match"
+    samples_per_item = 1
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        pass
 
     def load(self, limit: int | None, dataset_dir: str | None = None) -> list[Item]:
         rows: list[dict[str, Any]] = load_gsm8k(resolve_gsm8k(dataset_dir))[:limit]
@@ -70,9 +77,19 @@ class Gsm8kTask:
             for i, row in enumerate(rows)
         ]
 
-    def score(self, items: Sequence[Item], responses: Sequence[str]) -> list[Scored]:
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[str]]
+    ) -> list[list[Scored]]:
+        check_shape(items, responses)
         scored = []
-        for item, response in zip(items, responses, strict=True):
-            extracted = extract_answer(response)
-            scored.append(Scored(int(extracted == item.target), {"extracted": extracted}))
+        for item, texts in zip(items, responses, strict=True):
+            row = []
+            for text in texts:
+                extracted = extract_answer(text)
+                row.append(Scored(int(extracted == item.target), {"extracted": extracted}))
+            scored.append(row)
         return scored
+
+    def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary:
+        per_item = [sum(s.score for s in row) / len(row) for row in scored]
+        return Summary({self.metric: {self.metric: mean_score(per_item)}})

@@ -1,0 +1,232 @@
+"""MMLU (Hendrycks et al., 57 subjects, 14042 test questions), k-shot, scored by accuracy.
+
+The prompt is the original paper's format (``evaluate.py`` of hendrycks/test): ::
+
+    The following are multiple choice questions (with answers) about <subject words>.
+
+    <dev question 1>
+    A. <choice>
+    B. <choice>
+    C. <choice>
+    D. <choice>
+    Answer: <letter>
+
+    ... (num_fewshot dev examples, in file order) ...
+    <test question>
+    A. ...
+    D. <choice>
+    Answer:
+
+sent as one user message (chat) or as the prompt (completions). The model's letter is found by
+:func:`extract_choice`. Reported: accuracy ``micro`` (over all questions, the headline) and
+``macro`` (mean of the subjects' accuracies), plus each subject under ``results.groups.mmlu``.
+
+Params (``config.params.extra``):
+
+* ``dataset_dir``: the folder with the original CSVs (required; never downloaded), see
+  :func:`launcher.harness.datasets.resolve_mmlu`;
+* ``num_fewshot`` (default 5, 0-5): dev examples before each question;
+* ``subjects`` (default: all 57, which must all be present): a list (or comma-separated string)
+  of subjects to run instead.
+
+``limit_samples`` applies per subject (the first N test questions of each), as in lm-eval.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from launcher.harness.datasets import (
+    MMLU_LAYOUT,
+    MMLU_LETTERS,
+    MMLU_SUBJECTS,
+    McRow,
+    load_mmlu_csv,
+    mmlu_subjects,
+    resolve_mmlu,
+)
+from launcher.harness.errors import DatasetError
+from launcher.harness.scoring import Score, Summary, macro_score, mean_score
+from launcher.harness.tasks.base import Item, Params, Scored, check_shape
+
+DEFAULT_FEWSHOT = 5
+PREAMBLE = "The following are multiple choice questions (with answers) about {}.\n\n"
+
+
+def format_subject(subject: str) -> str:
+    return subject.replace("_", " ")
+
+
+def format_example(row: McRow, include_answer: bool) -> str:
+    text = row.question
+    for letter, choice in zip(MMLU_LETTERS, row.choices, strict=True):
+        text += f"\n{letter}. {choice}"
+    text += "\nAnswer:"
+    if include_answer:
+        text += f" {row.answer}\n\n"
+    return text
+
+
+def build_prompt(subject: str, shots: Sequence[McRow], row: McRow) -> str:
+    prompt = PREAMBLE.format(format_subject(subject))
+    prompt += "".join(format_example(shot, True) for shot in shots)
+    return prompt + format_example(row, False)
+
+
+# -- finding the chosen letter in a reply -----------------------------------------------------
+
+_LATEX = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
+_EMPHASIS = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).split()).strip().rstrip(".").casefold()
+
+
+def extract_choice(
+    response: str, letters: str = MMLU_LETTERS, choices: Sequence[str] | None = None
+) -> str | None:
+    """The option letter a reply picks, or None if it does not pick exactly one. In order:
+
+    1. the whole reply is a letter: ``B``, ``(b)``, ``C.``, ``**D**``, ``\\boxed{A}``;
+    2. the reply starts with a letter: ``B. 42``, ``C) ...``, ``A\\n...`` (completions), but not
+       ``A triangle ...``;
+    3. the first "answer" marker: ``Answer: B``, ``the correct answer is (C)``,
+       ``answer is option D``;
+    4. exactly one distinct letter stands alone in the reply (``I'd pick C.``; the article
+       ``A`` and the pronoun ``I`` before a lowercase word do not count);
+    5. the reply is the text of exactly one of the choices.
+    """
+    text = _EMPHASIS.sub("", _LATEX.sub(r"\1", response)).strip()
+    if not text:
+        return None
+    upper = letters.upper()
+    both = upper + upper.lower()
+    m = re.fullmatch(rf"[\(\[$]?([{both}])[\)\]$]?[.:]?", text)
+    if m:
+        return m.group(1).upper()
+    m = re.match(rf"[\(\[]?([{upper}])(?:[\)\]\.:,]|[ \t]*\n|\s+[-\u2013\u2014]\s)", text)
+    if m:
+        return m.group(1)
+    marker = re.compile(
+        rf"\b(?i:answer)\s*(?:(?i:is|would be|should be|will be)\s*)?[:=]?\s*"
+        rf"(?:(?i:option|choice|letter)\s*)?[\(\[$]?([{upper}])(?![\w'])"
+    )
+    m = marker.search(text)
+    if m:
+        return m.group(1)
+    alone = {
+        m.group(1)
+        for m in re.finditer(rf"(?<![\w'])([{upper}])(?![\w'])(?!(?<=[AI])\s+(?!is\b)[a-z])", text)
+    }
+    if len(alone) == 1:
+        return alone.pop()
+    if choices:
+        wanted = _norm(text)
+        hits = [upper[i] for i, choice in enumerate(choices) if _norm(choice) == wanted]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def letters_for(n: int) -> str:
+    return string.ascii_uppercase[:n]
+
+
+# -- the task ---------------------------------------------------------------------------------
+
+
+class MmluTask:
+    name = "mmlu"
+    metric = "accuracy"
+    samples_per_item = 1
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        p = Params(params)
+        self.num_fewshot = p.integer("num_fewshot", DEFAULT_FEWSHOT, 0, 5)
+        self.subjects = p.string_list("subjects")
+        if self.subjects:
+            unknown = [s for s in self.subjects if s not in MMLU_SUBJECTS]
+            if unknown:
+                raise p.error(
+                    "subjects",
+                    f"unknown MMLU subject {unknown[0]!r}; subjects are named like the CSV files"
+                    f" without _test.csv, e.g. {', '.join(MMLU_SUBJECTS[:3])}",
+                )
+
+    def load(self, limit: int | None, dataset_dir: str | None = None) -> list[Item]:
+        folder = resolve_mmlu(dataset_dir)
+        present = mmlu_subjects(folder)
+        if self.subjects:
+            wanted = sorted(dict.fromkeys(self.subjects))
+            missing = [s for s in wanted if s not in present]
+            if missing:
+                raise DatasetError(
+                    f"MMLU dataset folder {folder} has no test/{missing[0]}_test.csv"
+                    f" (expected layout: {MMLU_LAYOUT})"
+                )
+        else:
+            wanted = present
+            missing = [s for s in MMLU_SUBJECTS if s not in present]
+            if missing:
+                raise DatasetError(
+                    f"MMLU dataset folder {folder} has {len(MMLU_SUBJECTS) - len(missing)} of the"
+                    f" 57 subjects (missing e.g. {', '.join(missing[:3])}); mount the complete"
+                    " data folder, or list the subjects to run in config.params.extra.subjects"
+                )
+        items: list[Item] = []
+        for subject in wanted:
+            shots: list[McRow] = []
+            if self.num_fewshot:
+                dev_path = folder / "dev" / f"{subject}_dev.csv"
+                if not dev_path.is_file():
+                    raise DatasetError(
+                        f"MMLU: {dev_path} is missing; it holds the few-shot examples"
+                        f" (num_fewshot={self.num_fewshot}; set num_fewshot: 0 to run without)"
+                    )
+                shots = load_mmlu_csv(dev_path)[: self.num_fewshot]
+                if len(shots) < self.num_fewshot:
+                    raise DatasetError(
+                        f"MMLU: {dev_path} has {len(shots)} examples, num_fewshot is"
+                        f" {self.num_fewshot}"
+                    )
+            rows = load_mmlu_csv(folder / "test" / f"{subject}_test.csv")[:limit]
+            for i, row in enumerate(rows):
+                items.append(
+                    Item(
+                        id=f"mmlu/{subject}/{i}",
+                        messages=[{"role": "user", "content": build_prompt(subject, shots, row)}],
+                        target=row.answer,
+                        data={"subject": subject, "choices": list(row.choices)},
+                    )
+                )
+        return items
+
+    def score(
+        self, items: Sequence[Item], responses: Sequence[Sequence[str]]
+    ) -> list[list[Scored]]:
+        check_shape(items, responses)
+        result = []
+        for item, texts in zip(items, responses, strict=True):
+            row = []
+            for text in texts:
+                letter = extract_choice(text, MMLU_LETTERS, item.data.get("choices"))
+                row.append(Scored(int(letter == item.target), {"extracted": letter}))
+            result.append(row)
+        return result
+
+    def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary:
+        by_subject: dict[str, list[float]] = {}
+        for item, row in zip(items, scored, strict=True):
+            value = sum(s.score for s in row) / len(row)
+            by_subject.setdefault(item.data["subject"], []).append(value)
+        subjects: dict[str, Score] = {s: mean_score(v) for s, v in sorted(by_subject.items())}
+        micro = mean_score([v for values in by_subject.values() for v in values])
+        macro = macro_score(subjects.values())
+        return Summary(
+            {self.metric: {"micro": micro, "macro": macro}},
+            groups={s: Summary({self.metric: {self.metric: sc}}) for s, sc in subjects.items()},
+        )
