@@ -88,6 +88,11 @@ def build(
     output_dir = os.path.abspath(os.path.expanduser(config.execution.output_dir))
     inv_dir = os.path.join(output_dir, f"{now:%Y%m%d_%H%M%S}-{inv_id}")
     extra = dockerargs.parse(config.execution.extra_docker_args, source=source)
+    if config.target.api_endpoint.adapter_config:  # a wrong type fails here, not in a container
+        from launcher.harness.adapters import parse_adapter_config
+
+        parse_adapter_config(config.target.api_endpoint.adapter_config, source=source,
+                             warn=lambda _message: None)
     jobs = []
     for index, task in enumerate(config.evaluation.tasks):
         key = f"evaluation.tasks[{index}]"

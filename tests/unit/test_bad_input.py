@@ -61,6 +61,8 @@ CASES = [
     ("task endpoint type", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.mgsm"}, [],
      "key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mgsm' needs a completions "
      "endpoint but target.api_endpoint.type is 'chat'"),
+    ("adapter config type", None, {}, ["-o", "+target.api_endpoint.adapter_config.use_caching=3"],
+     "key 'target.api_endpoint.adapter_config.use_caching': must be true or false"),
 ]
 
 
