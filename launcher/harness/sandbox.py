@@ -647,8 +647,16 @@ _run()
 
 
 def _supervise(spec: dict[str, Any]) -> dict[str, Any]:
-    # an unnamed file: the program can reach it only as its fd 2
-    fd = os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    # an unnamed file: the program can reach it only as its fd 2. O_TMPFILE where the file
+    # system has it; else (e.g. fuse-overlayfs, some container roots) created and unlinked at once
+    try:
+        fd = os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="sandbox-err-")
+        os.unlink(name)
+        os.set_inheritable(fd, False)
     with os.fdopen(fd, "w+b") as err:
         return _supervise_with(spec, err)
 
