@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from launcher.errors import ConfigError
 from launcher.harness.errors import DatasetError
 from launcher.harness.tasks import get_task
 from launcher.harness.tasks.custom import CustomTask, normalize
+from tests.unit.harness_stub import StubServer
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
@@ -271,33 +270,18 @@ def test_bad_params(extra: dict[str, Any], message: str) -> None:
 REPLIES = {"Capital of France?": "Paris.", "2 + 2?": "5", "Capital of Italy?": "**Rome**"}
 
 
-class _Replies(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        question = body["messages"][-1]["content"].split("\n", 1)[0]
-        reply = {
-            "id": "x", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": REPLIES[question]}}],
-        }  # fmt: skip
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _reply(body: dict) -> str:
+    question = body["messages"][-1]["content"].split("\n", 1)[0]
+    return REPLIES[question]
 
 
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replies)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
-    server.shutdown()
-    server.server_close()
+    server = StubServer()
+    server.answer = _reply
+    server.start()
+    yield server.url
+    server.stop()
 
 
 def test_run_eval_custom_task(

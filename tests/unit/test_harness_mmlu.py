@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from launcher.harness.errors import DatasetError
 from launcher.harness.tasks import get_task
 from launcher.harness.tasks.base import Scored
 from launcher.harness.tasks.mmlu import MmluTask, build_prompt, extract_choice
+from tests.unit.harness_stub import StubServer
 
 SUBJECTS = {
     "abstract_algebra": 4,
@@ -288,42 +287,25 @@ def test_unanswerable_reply_scores_zero() -> None:
 # -- end to end through run_eval with a stub endpoint -----------------------------------------
 
 
-class _Answers(BaseHTTPRequestHandler):
+def _answer(body: dict) -> str:
     """Answers each MMLU question right when its index within its subject is even."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        last = prompt.rsplit("Answer: ", 1)[-1]  # the tail after the last shot
-        question = last.split("\n\n", 1)[-1]
-        index = int(question.split(" question ", 1)[1].split(":", 1)[0])
-        subject = question.split(" ", 1)[0]
-        answer = _rows(subject, "test", index + 1)[index][5]
-        letter = answer if index % 2 == 0 else "ABCD"[("ABCD".index(answer) + 1) % 4]
-        reply = {
-            "id": "x", "object": "chat.completion", "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": f"Answer: {letter}"}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }  # fmt: skip
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    prompt = body["messages"][-1]["content"]
+    last = prompt.rsplit("Answer: ", 1)[-1]  # the tail after the last shot
+    question = last.split("\n\n", 1)[-1]
+    index = int(question.split(" question ", 1)[1].split(":", 1)[0])
+    subject = question.split(" ", 1)[0]
+    answer = _rows(subject, "test", index + 1)[index][5]
+    letter = answer if index % 2 == 0 else "ABCD"[("ABCD".index(answer) + 1) % 4]
+    return f"Answer: {letter}"
 
 
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
-    server.shutdown()
-    server.server_close()
+    server = StubServer()
+    server.answer = _answer
+    server.start()
+    yield server.url
+    server.stop()
 
 
 def test_run_eval_writes_subjects_and_headline(
