@@ -110,6 +110,9 @@ def test_parallel_equals_sequential_and_a_failing_task_does_not_stop_others(benc
     for job in ("humaneval.0", "gsm8k.1", "humaneval.3"):
         one = yaml.safe_load((first / job / "artifacts" / "results.yml").read_text())
         two = yaml.safe_load((second / job / "artifacts" / "results.yml").read_text())
+        for doc in (one, two):  # request timings differ from run to run by nature
+            for task in doc["results"]["tasks"].values():
+                task.pop("request_stats", None)
         assert one["results"] == two["results"], job
         a = [json.loads(x)["score"] for x in (first / job / "artifacts" / "samples.jsonl")
              .read_text().splitlines()]
