@@ -42,6 +42,17 @@ def ok_payload(body: dict[str, Any], text: str | None = None) -> dict[str, Any]:
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
+def read_headers(rfile: Any) -> dict[str, str]:
+    """Read HTTP header lines up to the blank line."""
+    headers: dict[str, str] = {}
+    while True:
+        line = rfile.readline()
+        if line in (b"\r\n", b"\n", b""):
+            return headers
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip()] = value.strip()
+
+
 class StubServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -108,13 +119,7 @@ class _Handler(socketserver.StreamRequestHandler):
             line = self.rfile.readline()
             if not line:
                 return
-            headers: dict[str, str] = {}
-            while True:
-                h = self.rfile.readline()
-                if h in (b"\r\n", b"\n", b""):
-                    break
-                name, _, value = h.decode("latin-1").partition(":")
-                headers[name.strip()] = value.strip()
+            headers = read_headers(self.rfile)
             length = int(headers.get("Content-Length", "0"))
             raw = self.rfile.read(length)
             try:
@@ -225,13 +230,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         line = self.rfile.readline().decode("latin-1").strip()
-        headers: dict[str, str] = {}
-        while True:
-            h = self.rfile.readline()
-            if h in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = h.decode("latin-1").partition(":")
-            headers[name.strip()] = value.strip()
+        headers = read_headers(self.rfile)
         self.server.connects.append((line, headers))
         method, target, _ = line.split(" ", 2)
         host, _, port = target.rpartition(":")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from launcher.harness.client import Attempt
 from launcher.harness.fetch import fetch_responses, request_body
 from launcher.harness.runconfig import RunConfig, load_run_config, parse_run_config
 from tests.unit.harness_stub import StubServer
-
-
-@pytest.fixture
-def server() -> Iterator[StubServer]:
-    srv = StubServer().start()
-    yield srv
-    srv.stop()
 
 
 def _cfg(out: Path, url: str, adapter: Any = None, type_: str = "chat",

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from launcher.harness.runconfig import RunConfig, parse_run_config
 from tests.unit.harness_stub import StubServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def server() -> Iterator[StubServer]:
-    srv = StubServer().start()
-    yield srv
-    srv.stop()
 
 
 def _cfg(out: Path, url: str, adapter: dict[str, Any] | None = None, **params: Any) -> RunConfig:

@@ -20,13 +20,6 @@ from launcher.harness.errors import EndpointError
 from tests.unit.harness_stub import StubServer
 
 
-@pytest.fixture
-def server() -> Iterator[StubServer]:
-    srv = StubServer().start()
-    yield srv
-    srv.stop()
-
-
 def _client(url: str, **kw: Any) -> ChatClient:
     kw.setdefault("backoff_base", 0.01)
     return ChatClient(url, "my-model", **kw)

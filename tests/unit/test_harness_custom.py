@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -276,12 +275,9 @@ def _reply(body: dict) -> str:
 
 
 @pytest.fixture
-def endpoint() -> Iterator[str]:
-    server = StubServer()
+def endpoint(server: StubServer) -> str:
     server.answer = _reply
-    server.start()
-    yield server.url
-    server.stop()
+    return server.url
 
 
 def test_run_eval_custom_task(

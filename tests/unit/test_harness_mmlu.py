@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,12 +299,9 @@ def _answer(body: dict) -> str:
 
 
 @pytest.fixture
-def endpoint() -> Iterator[str]:
-    server = StubServer()
+def endpoint(server: StubServer) -> str:
     server.answer = _answer
-    server.start()
-    yield server.url
-    server.stop()
+    return server.url
 
 
 def test_run_eval_writes_subjects_and_headline(
