@@ -81,6 +81,14 @@ class StubServer(socketserver.ThreadingTCPServer):
         self.shutdown()
         self.server_close()
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being answered (e.g. those of a client that was killed)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.in_flight} requests still in flight")
+            time.sleep(0.01)
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that went away
 
