@@ -31,11 +31,15 @@ Every completion answer (right, wrong, or a 429/500/reset/garbage fault) waits `
 first; a 400 for a malformed completion request goes out at once.
 
 ``GET /stats`` counts completion requests by outcome, each when it happens (``ok``, each fault
-kind, ``bad_request`` for a 400, ``dropped`` when the client left before its answer was due)
-and, per item, the ok answers sent (key ``humaneval/HumanEval/0``, ``gsm8k/12``, or
+kind, ``bad_request`` for a 400, ``dropped`` when the client left before its answer was due,
+``after_eof`` for an answer written after the client closed its sending side) and, per item,
+the ok answers sent (key ``humaneval/HumanEval/0``, ``gsm8k/12``, or
 ``sha256/<hex SHA-256 of the UTF-8 prompt text>`` for a prompt it did not recognise, the
 prompt text being the last user message or the completions ``prompt``); ``POST /stats/reset``
-zeroes them.
+zeroes them. A client that half-closes after its request still gets the answer, but it is
+counted as ``after_eof``, not as an ok answer for its item: a killed client's kernel sends the
+same FIN, and the answer then goes to a dead socket. So ``items`` counts answers that can have
+reached a live client, which is what a test of "no success is requested twice" needs.
 
 The server is a small HTTP/1.1 server on asyncio (keep-alive, pipelining, ``Content-Length``
 bodies, ``Expect: 100-continue``; 400 on a malformed request, 413 on a body over 16 MiB, 404,
@@ -79,7 +83,7 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_HEAD = 64 * 1024
 FAULT_KINDS = ("429", "500", "timeout", "reset", "garbage")
 DEFAULT_FAULTS = ("429", "500")
-OUTCOMES = ("ok", *FAULT_KINDS, "bad_request", "dropped")
+OUTCOMES = ("ok", *FAULT_KINDS, "bad_request", "dropped", "after_eof")
 GARBAGE = b'{"id": "chatcmpl-garbage", "object": "chat.completion", "choices": [{"message": {"ro'
 COMPLETION_ROUTES = ("/v1/chat/completions", "/v1/completions")
 _WINDOW = 3  # words per recognition anchor
@@ -583,7 +587,10 @@ class _Connection(asyncio.Protocol):
                 self.server.stats.count("dropped")
             return
         if outcome is not None:
-            self.server.stats.count(outcome, item if outcome == "ok" else None)
+            if self.eof:  # half-closed: maybe a live client, maybe a killed one (same FIN)
+                self.server.stats.count("after_eof")
+            else:
+                self.server.stats.count(outcome, item if outcome == "ok" else None)
         keep = keep and status not in (413, 431) and not self.server.stopping
         close = "" if keep else "Connection: close\r\n"
         lines = (

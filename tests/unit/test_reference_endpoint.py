@@ -537,3 +537,30 @@ def test_half_closed_client_still_gets_its_answer() -> None:
             reader = sock.makefile("rb")
             assert _read_response(reader)[0] == 200
             assert reader.read() == b""
+        # answered, but not counted as a success: a killed client sends the same FIN
+        stats = _stats(address)
+        assert stats["requests"]["after_eof"] == 1 and stats["requests"]["ok"] == 0
+        assert stats["items"] == {}
+
+
+def test_a_killed_client_is_never_counted_as_a_success() -> None:
+    """SIGKILL a client while its answer waits out the latency: the answer is not an ok item
+    (the kill-and-resume tests count re-requested successes on the endpoint side)."""
+    with _server(latency_ms=300) as address:
+        host, port = address.split(":")
+        client = subprocess.Popen([sys.executable, "-c", (
+            "import socket, sys, time\n"
+            f"s = socket.create_connection(({host!r}, {port}))\n"
+            f"s.sendall({_post()!r})\n"
+            "print('sent', flush=True)\n"
+            "time.sleep(30)\n"
+        )], stdout=subprocess.PIPE)
+        try:
+            assert client.stdout is not None and client.stdout.readline() == b"sent\n"
+        finally:
+            client.kill()
+            client.wait(timeout=10)
+        time.sleep(0.5)  # past the latency: the answer was due and went nowhere
+        stats = _stats(address)
+    assert stats["items"] == {} and stats["requests"]["ok"] == 0
+    assert stats["requests"]["dropped"] + stats["requests"]["after_eof"] == 1
