@@ -250,18 +250,35 @@ if [[ $MODE == offline ]]; then
 fi
 
 # ---------------------------------------------------------------- 4. docker build
-build_args=(--force-rm -t "$TAG" --build-arg "BASE_IMAGE=$BASE" --build-arg "VERSION=${VERSION:-unknown}")
+build_args=(--force-rm --build-arg "BASE_IMAGE=$BASE" --build-arg "VERSION=${VERSION:-unknown}")
 if [[ $MODE == offline ]]; then
   # Values are always explicit: a bare `--build-arg NAME` would copy NAME from this environment.
   build_args+=(--network=none --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels)
 fi
 step "docker build ($MODE) -> $TAG"
-say "    DOCKER_BUILDKIT=0 docker build ${build_args[*]} ."
+say "    DOCKER_BUILDKIT=0 docker build ${build_args[*]} -t $TAG ."
+# The builder stage gets a tag of its own (it is the layer cache of the next build), so the
+# copies that each code change replaces can be told apart from it and removed.
+BUILDER_TAG="eval-launcher-build-cache:${TAG//[^A-Za-z0-9_.-]/-}"
 old_id=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)
-run docker build "${build_args[@]}" . || die "docker build failed"
+old_builder=$(docker image inspect -f '{{.Id}}' "$BUILDER_TAG" 2>/dev/null || true)
+run docker build "${build_args[@]}" --target builder -t "$BUILDER_TAG" . \
+  || die "docker build (builder stage) failed"
+run docker build "${build_args[@]}" -t "$TAG" . || die "docker build failed"
 new_id=$(docker image inspect -f '{{.Id}}' "$TAG")
 size=$(docker image inspect -f '{{.Size}}' "$TAG")
 if [[ $new_id == "$old_id" ]]; then note="unchanged (all layers cached)"; else note="new image ${new_id#sha256:}"; note=${note:0:22}; fi
+# What the tags pointed to before: remove it once nothing names it (docker rmi without -f
+# refuses while a container, even a stopped one, uses it), so rebuilding after each code change
+# does not pile up untagged copies of the image and of its builder stage.
+removed=0
+for id in "$old_id" "$old_builder"; do
+  if [[ -n $id ]] && [[ $(docker image inspect -f '{{len .RepoTags}}' "$id" 2>/dev/null) == 0 ]] \
+     && docker rmi "$id" >/dev/null 2>&1; then
+    removed=$((removed + 1))
+  fi
+done
+((removed == 0)) || note+="; removed $removed superseded image(s)"
 step_done "$note, $((size / 1000000)) MB"
 
 STEP=""
