@@ -323,14 +323,13 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
       launcher reference-endpoint --fail-rate 0.2 --fault 429,reset --seed 1
     """
     from launcher.errors import ConfigError
-    from launcher.reference_endpoint import DEFAULT_FAULTS, parse_faults, serve
+    from launcher.reference_endpoint import Faults, serve
 
-    try:
-        kinds = parse_faults(faults) or DEFAULT_FAULTS
+    try:  # before the data is loaded; click already checked the numbers' ranges
+        plan = Faults(fail_rate, faults, seed, retry_after, hang_s)
     except ConfigError as e:
         raise click.BadParameter(e.message, param_hint="'--fault'") from None
-    serve(host, port, accuracy, latency_ms, dataset_dir, fail_rate=fail_rate, faults=kinds,
-          seed=seed, retry_after=retry_after, hang_s=hang_s)
+    serve(host, port, accuracy, latency_ms, dataset_dir, faults=plan)
 
 
 @cli.group("ls", context_settings=CONTEXT)

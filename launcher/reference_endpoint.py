@@ -289,7 +289,7 @@ class Stats:
 # -- HTTP ------------------------------------------------------------------------------------
 
 REASONS = {
-    100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found",
+    200: "OK", 400: "Bad Request", 404: "Not Found",
     405: "Method Not Allowed", 413: "Content Too Large", 429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 505: "HTTP Version Not Supported",
@@ -590,8 +590,8 @@ class _Connection(asyncio.Protocol):
             if self.eof:  # half-closed: maybe a live client, maybe a killed one (same FIN)
                 self.server.stats.count("after_eof")
             else:
-                self.server.stats.count(outcome, item if outcome == "ok" else None)
-        keep = keep and status not in (413, 431) and not self.server.stopping
+                self.server.stats.count(outcome, item)  # only ok answers carry an item
+        keep = keep and not self.server.stopping
         close = "" if keep else "Connection: close\r\n"
         lines = (
             f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
@@ -809,16 +809,11 @@ def make_server(
     dataset_dir: str | None,
     *,
     verbose: bool = False,
-    fail_rate: float = 0.0,
-    faults: Iterable[str] = DEFAULT_FAULTS,
-    seed: int | None = None,
-    retry_after: float = 0.0,
-    hang_s: float = 600.0,
+    faults: Faults | None = None,
 ) -> ReferenceServer:
     """A bound (not yet serving) server; call ``serve_forever()`` (port 0 picks a free one)."""
-    plan = Faults(fail_rate, faults, seed, retry_after, hang_s)  # validate before loading data
     oracle = load_oracle(accuracy, dataset_dir)
-    return ReferenceServer((host, port), oracle, latency_ms, verbose, faults=plan)
+    return ReferenceServer((host, port), oracle, latency_ms, verbose, faults=faults)
 
 
 def serve(
@@ -867,8 +862,7 @@ if __name__ == "__main__":  # python -m launcher.reference_endpoint --port 8000
     try:
         serve(
             args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir,
-            fail_rate=args.fail_rate, faults=args.fault or DEFAULT_FAULTS, seed=args.seed,
-            retry_after=args.retry_after, hang_s=args.hang_s,
+            faults=Faults(args.fail_rate, args.fault, args.seed, args.retry_after, args.hang_s),
         )
     except LauncherError as e:
         print(f"error: {e.message}", file=sys.stderr)

@@ -325,9 +325,8 @@ def test_fetch_through_every_fault_kind_of_the_reference_endpoint(
     from launcher.harness.runconfig import parse_run_config
 
     monkeypatch.setattr(fetch, "BACKOFF_BASE_S", 0.01)
-    server = ref.make_server("127.0.0.1", 0, 1.0, 5, None, fail_rate=0.3,
-                             faults=["429", "500", "timeout", "reset", "garbage"], seed=7,
-                             hang_s=5)
+    faults = ref.Faults(0.3, ["429", "500", "timeout", "reset", "garbage"], seed=7, hang_s=5)
+    server = ref.make_server("127.0.0.1", 0, 1.0, 5, None, faults=faults)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
