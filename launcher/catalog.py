@@ -67,16 +67,10 @@ class TaskSpec:
     image: str  # "" when the catalog knows no public image (a container must be pinned)
     endpoint_types: tuple[str, ...]
     builtin: bool
-    description: str = ""
-    needs_dataset: bool = False
 
     @property
     def qualified_name(self) -> str:
         return f"{self.harness}.{self.name}"
-
-    @property
-    def custom(self) -> bool:
-        return self.harness == CUSTOM_HARNESS
 
     def entrypoint(self) -> str:
         """Set explicitly, so the command does not depend on the image's ENTRYPOINT."""
@@ -100,25 +94,12 @@ def harness_image() -> str:
 def builtin_tasks() -> dict[str, TaskSpec]:
     image = harness_image()
     return {
-        "humaneval": TaskSpec(
-            "humaneval", BUILTIN_HARNESS, image, ("chat",), True,
-            "HumanEval: 164 Python problems, pass@1 by executing the model's code",
-        ),
-        "gsm8k": TaskSpec(
-            "gsm8k", BUILTIN_HARNESS, image, ("chat",), True,
-            "GSM8K test split: 1319 grade-school maths problems, exact match on the final number",
-            needs_dataset=True,
-        ),
-        "mmlu": TaskSpec(
-            "mmlu", BUILTIN_HARNESS, image, ("chat", "completions"), True,
-            "MMLU: 57 subjects, 0- to 5-shot, from a dataset_dir of the standard CSV files",
-            needs_dataset=True,
-        ),
-        "custom": TaskSpec(
-            "custom", BUILTIN_HARNESS, image, ("chat", "completions"), True,
-            "Your own JSONL (question, answer, choices): exact match, regex or multiple choice",
-            needs_dataset=True,
-        ),
+        # humaneval: 164 problems, code executed; gsm8k: exact match on the final number;
+        # mmlu: 57 subjects from the standard CSVs; custom: the user's own JSONL.
+        "humaneval": TaskSpec("humaneval", BUILTIN_HARNESS, image, ("chat",), True),
+        "gsm8k": TaskSpec("gsm8k", BUILTIN_HARNESS, image, ("chat",), True),
+        "mmlu": TaskSpec("mmlu", BUILTIN_HARNESS, image, ("chat", "completions"), True),
+        "custom": TaskSpec("custom", BUILTIN_HARNESS, image, ("chat", "completions"), True),
     }
 
 
@@ -152,8 +133,8 @@ def all_tasks() -> list[TaskSpec]:
 
 
 def display_name(spec: TaskSpec) -> str:
-    """How messages name a task: built-ins and custom tasks by their name, others qualified."""
-    return spec.name if spec.builtin or spec.custom else spec.qualified_name
+    """How messages name a task: built-ins by their name, external ones qualified."""
+    return spec.name if spec.builtin else spec.qualified_name
 
 
 def find(name: str) -> TaskSpec | list[TaskSpec] | None:
@@ -176,7 +157,12 @@ def find(name: str) -> TaskSpec | list[TaskSpec] | None:
 
 def lookup(name: str, *, source: str | None, key: str) -> TaskSpec:
     """The task a config names, or a ConfigError at ``key`` (unknown or ambiguous)."""
-    found = find(name)
+    return _known(name, find(name), source=source, key=key)
+
+
+def _known(name: str, found: TaskSpec | list[TaskSpec] | None, *, source: str | None,
+           key: str) -> TaskSpec:
+    """``find(name)``'s answer as one task, or the ConfigError for an unknown or ambiguous name."""
     if isinstance(found, TaskSpec):
         return found
     if found:
@@ -197,13 +183,14 @@ def resolve(name: str, *, container: str | None, endpoint_type: str, source: str
     """The spec that runs ``evaluation.tasks[i]`` (``key`` is that path), checked against
     the target's endpoint type. A pinned ``container`` replaces the image, or makes an unknown
     name a custom task."""
-    if container and find(name) is None:
+    found = find(name)
+    if container and found is None:
         if not CUSTOM_NAME.fullmatch(name):
             raise ConfigError(f"custom task name '{name}' may only hold letters, digits and "
                               "'_', '-', '.' (it names the job's folder)", source=source,
                               key=f"{key}.name")
         return TaskSpec(name, CUSTOM_HARNESS, container, (), False)
-    spec = lookup(name, source=source, key=f"{key}.name")
+    spec = _known(name, found, source=source, key=f"{key}.name")
     check_endpoint_type(spec, endpoint_type, source=source, key=f"{key}.name")
     if container:
         return attrs.evolve(spec, image=container)
@@ -216,7 +203,7 @@ def resolve(name: str, *, container: str | None, endpoint_type: str, source: str
 
 def check_endpoint_type(spec: TaskSpec, endpoint_type: str, *, source: str | None,
                         key: str) -> None:
-    if spec.custom or endpoint_type in spec.endpoint_types:
+    if endpoint_type in spec.endpoint_types:
         return
     wanted = " or ".join(spec.endpoint_types) or "unknown"
     message = (f"task '{display_name(spec)}' needs a {wanted} endpoint but "
