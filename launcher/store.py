@@ -33,7 +33,8 @@ def owner_of(path: str) -> Owner:
     return Owner(st.st_uid, st.st_gid)
 
 
-def _chown(path: str, owner: Owner) -> None:
+def chown(path: str, owner: Owner) -> None:
+    """Give ``path`` to ``owner`` when we are root (a no-op otherwise, and for root:root)."""
     if os.geteuid() == 0 and (owner.uid, owner.gid) != (0, 0):
         os.chown(path, owner.uid, owner.gid)
 
@@ -50,7 +51,7 @@ def make_dirs(path: str, owner: Owner) -> None:
             os.mkdir(folder)
         except FileExistsError:
             continue
-        _chown(folder, owner)
+        chown(folder, owner)
 
 
 def write_atomic(path: str, text: str, owner: Owner, mode: int = 0o644) -> None:
@@ -62,7 +63,7 @@ def write_atomic(path: str, text: str, owner: Owner, mode: int = 0o644) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        _chown(tmp, owner)
+        chown(tmp, owner)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

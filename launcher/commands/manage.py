@@ -226,10 +226,8 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
     log_path = os.path.join(inv_dir, SUPERVISOR_LOG)
     with open(log_path, "a", encoding="utf-8", buffering=1) as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        if os.geteuid() == 0:
-            owner = store.owner_of(inv_dir)
-            with contextlib.suppress(OSError):
-                os.chown(log_path, owner.uid, owner.gid)
+        with contextlib.suppress(OSError):
+            store.chown(log_path, store.owner_of(inv_dir))
         try:
             return finish(Engine(), inv_dir, only=only)
         except LauncherError as e:
