@@ -58,12 +58,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(cmd: list[str], latency_ms: float) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    cmd: list[str], latency_ms: float, *, dataset: bool = True, stderr: int | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """Start the endpoint on a free loopback port; ``dataset``: load GSM8K when it is found."""
     args = [*cmd, "--host", "127.0.0.1", "--port", "0", "--latency-ms", str(latency_ms)]
-    if (DATA / "test.jsonl").is_file():
+    if dataset and (DATA / "test.jsonl").is_file():
         args += ["--dataset-dir", str(DATA)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         found = re.search(r"on http://[^:]+:(\d+)/v1", line)

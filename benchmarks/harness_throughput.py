@@ -28,7 +28,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from endpoint_load import cpu_seconds, start_server  # benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -124,31 +125,17 @@ def run_worker(kind: str, url: str, n: int, parallelism: int) -> dict[str, Any]:
 
 
 class Endpoint:
+    """The reference endpoint on a free loopback port, answering unknown prompts (no data set)."""
+
     def __init__(self, latency_ms: float) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher.reference_endpoint", "--host", "127.0.0.1",
-             "--port", "0", "--latency-ms", str(latency_ms)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        deadline = time.monotonic() + 60
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the reference endpoint exited before listening")
-            m = re.search(r"on (http://[^\s]+/v1)", line)
-            if m:
-                self.base = m.group(1).replace("0.0.0.0", "127.0.0.1")
-                break
-        else:
-            raise RuntimeError("the reference endpoint did not start")
-        self.url = f"{self.base}/chat/completions"
-        with urllib.request.urlopen(self.base.rsplit("/v1", 1)[0] + "/health", timeout=10):
+        self.proc, port = start_server([sys.executable, "-m", "launcher.reference_endpoint"],
+                                       latency_ms, dataset=False, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10):
             pass
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()

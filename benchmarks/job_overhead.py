@@ -87,8 +87,9 @@ def write_config(folder: Path, tasks: int, samples: int, parallel: bool) -> Path
 
 
 def launch(client: docker.DockerClient, folder: Path, config: Path, tag: str,
-           *extra: str) -> tuple[float, float, int]:
-    """Run the launcher container attached; (engine start time, end time, exit code)."""
+           *extra: str) -> tuple[float, int]:
+    """Run the launcher container attached; (end time, exit code). Start times come from the
+    engine's events (``StartEvents``)."""
     container = client.containers.run(
         IMAGE, ["run", "--config", f"/config/{config.name}", *extra], detach=True,
         labels={"eval-launcher.bench": tag},
@@ -102,8 +103,7 @@ def launch(client: docker.DockerClient, folder: Path, config: Path, tag: str,
         end = time.time()
         if code != 0:
             print(container.logs().decode()[-2000:], file=sys.stderr)
-        container.reload()
-        return 0.0, end, code
+        return end, code
     finally:
         container.remove(force=True)
 
@@ -145,8 +145,7 @@ def main() -> int:
         subprocess.run(["bash", "scripts/build-images.sh", "--quiet", "--tag", IMAGE],
                        cwd=REPO, check=True)
     client = docker.from_env()
-    for name in (ENDPOINT,):
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "rm", "-f", ENDPOINT], capture_output=True)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
     client.networks.create(NETWORK)
     endpoint = client.containers.run(
@@ -166,7 +165,7 @@ def main() -> int:
                 for kind, extra in (("probe", ()), ("noprobe", ("--skip-endpoint-check",))):
                     before = {p.name for p in (folder / "results").iterdir()}
                     tag = f"{kind}-{i}"
-                    _, _, code = launch(client, folder, one, tag, *extra)
+                    _, code = launch(client, folder, one, tag, *extra)
                     if code != 0:
                         print(f"error: launcher exited {code}", file=sys.stderr)
                         return 1
@@ -183,7 +182,7 @@ def main() -> int:
             walls = {}
             for name, config in (("single", single), ("parallel8", eight)):
                 tag = f"wall-{name}"
-                _, end, code = launch(client, folder, config, tag, "--skip-endpoint-check")
+                end, code = launch(client, folder, config, tag, "--skip-endpoint-check")
                 if code != 0:
                     print(f"error: launcher exited {code}", file=sys.stderr)
                     return 1
