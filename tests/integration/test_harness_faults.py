@@ -14,6 +14,7 @@ import docker
 import pytest
 import yaml
 
+from launcher.harness.cache import cache_path
 from tests.integration.test_job_management import GSM8K, Bench, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def score(bench: Bench, invocation: str = "") -> float:
 
 def committed(artifacts: Path) -> int:
     """Rows in the harness's response cache (read after its container is gone)."""
-    with contextlib.closing(sqlite3.connect(artifacts / "cache" / "responses.sqlite")) as db:
+    with contextlib.closing(sqlite3.connect(cache_path(str(artifacts)))) as db:
         return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
 
@@ -69,7 +70,7 @@ def test_killed_five_times_then_resumed_requests_each_success_once(flaky, docker
     config = b.config([GSM8K], limit=M, parallelism=parallelism)
     rng = random.Random(5)
     kills = 0
-    lost: list[int] = []  # per kill: answers the endpoint sent that the cache does not hold
+    lost: list[int] = []  # after each kill: answers delivered so far that the cache lacks
     first = b.container("run", "--config", config)
     first.start()
     launchers = [first]
