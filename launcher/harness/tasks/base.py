@@ -11,13 +11,13 @@ The flow in ``run_eval``::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from launcher.errors import ConfigError
-from launcher.harness.scoring import Summary
+from launcher.harness.scoring import Summary, mean_score
 
 Message = dict[str, Any]
 T = TypeVar("T")
@@ -63,6 +63,33 @@ def check_shape(items: Sequence[Item], responses: Sequence[Sequence[str]]) -> No
             raise ValueError(f"item {item.id}: expected a non-empty list of response texts")
 
 
+def score_each(
+    items: Sequence[Item],
+    responses: Sequence[Sequence[str]],
+    score: Callable[[Item, str], Scored],
+) -> list[list[Scored]]:
+    """``score(item, text)`` for every response, in the shape of ``responses`` (checked first)."""
+    check_shape(items, responses)
+    return [
+        [score(item, text) for text in texts] for item, texts in zip(items, responses, strict=True)
+    ]
+
+
+def matched(extracted: str | None, item: Item) -> Scored:
+    """Right (1) if what was extracted from a response is the item's target; records it."""
+    return Scored(int(extracted == item.target), {"extracted": extracted})
+
+
+def item_mean(row: Sequence[Scored]) -> float:
+    """The mean score of one item's responses."""
+    return sum(s.score for s in row) / len(row)
+
+
+def mean_summary(metric: str, scored: Sequence[Sequence[Scored]]) -> Summary:
+    """One metric with one score of the same name: the mean over the items of ``item_mean``."""
+    return Summary({metric: {metric: mean_score([item_mean(row) for row in scored])}})
+
+
 class Params:
     """Typed access to ``config.params.extra`` with errors that name the key."""
 
@@ -76,9 +103,7 @@ class Params:
         value = self.extra.get(name)
         if value is None:
             return default
-        if isinstance(value, bool) and kind is not bool:
-            raise self.error(name, f"must be {_kind_name(kind)}, got {value!r}")
-        if not isinstance(value, kind):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise self.error(name, f"must be {_kind_name(kind)}, got {value!r}")
         return value  # type: ignore[return-value]
 

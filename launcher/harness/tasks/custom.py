@@ -51,10 +51,10 @@ from typing import Any
 
 from launcher.harness.datasets import load_jsonl, resolve_custom
 from launcher.harness.errors import DatasetError
-from launcher.harness.scoring import Summary, mean_score
-from launcher.harness.tasks.base import Item, Message, Params, Scored, check_shape
+from launcher.harness.scoring import Summary
+from launcher.harness.tasks.base import Item, Message, Params, Scored, mean_summary, score_each
 from launcher.harness.tasks.gsm8k import normalize_number
-from launcher.harness.tasks.mmlu import extract_choice, letters_for
+from launcher.harness.tasks.mmlu import letters_for, score_choice
 
 SCORINGS = ("exact", "regex", "choice")
 METRICS = {"exact": "exact_match", "regex": "regex_match", "choice": "accuracy"}
@@ -118,7 +118,11 @@ class CustomTask:
             self.answer_regex = re.compile(pattern) if pattern else None
         except re.error as e:
             raise p.error("answer_regex", f"is not a valid regular expression: {e}") from None
-        self.metric = METRICS[self.scoring or "exact"]
+
+    @property
+    def metric(self) -> str:
+        """From ``scoring``; before ``load`` picks the default scoring, ``exact``'s."""
+        return METRICS[self.scoring or "exact"]
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -130,7 +134,6 @@ class CustomTask:
         rows = [(n, _check_row(row, f"{path}: line {n}")) for n, row in numbered]
         if self.scoring is None:
             self.scoring = "choice" if all(r.get("choices") for _, r in rows) else "exact"
-            self.metric = METRICS[self.scoring]
         template = self.template or TEMPLATES[self.scoring]
         items = []
         for index, (n, row) in enumerate(rows[:limit]):
@@ -186,15 +189,9 @@ class CustomTask:
 
     def score_one(self, item: Item, response: str) -> Scored:
         extracted = self._extract(response)
-        details: dict[str, Any] = {}
         if self.scoring == "choice":
-            letter = (
-                None
-                if extracted is None
-                else extract_choice(extracted, letters_for(len(item.data["choices"])),
-                                    item.data["choices"])  # fmt: skip
-            )
-            return Scored(int(letter == item.target), {"extracted": letter})
+            return score_choice(item, extracted)
+        details: dict[str, Any] = {}
         if self.answer_regex is not None:
             details["extracted"] = extracted
         if extracted is None:
@@ -210,15 +207,10 @@ class CustomTask:
     def score(
         self, items: Sequence[Item], responses: Sequence[Sequence[str]]
     ) -> list[list[Scored]]:
-        check_shape(items, responses)
-        return [
-            [self.score_one(item, text) for text in texts]
-            for item, texts in zip(items, responses, strict=True)
-        ]
+        return score_each(items, responses, self.score_one)
 
     def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary:
-        per_item = [sum(s.score for s in row) / len(row) for row in scored]
-        return Summary({self.metric: {self.metric: mean_score(per_item)}})
+        return mean_summary(self.metric, scored)
 
 
 def _check_row(row: dict[str, Any], where: str) -> dict[str, Any]:

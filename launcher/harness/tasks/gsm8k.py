@@ -8,8 +8,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from launcher.harness.datasets import load_gsm8k, resolve_gsm8k
-from launcher.harness.scoring import Summary, mean_score
-from launcher.harness.tasks.base import Item, Message, Scored, check_shape
+from launcher.harness.scoring import Summary
+from launcher.harness.tasks.base import Item, Message, Scored, matched, mean_summary, score_each
 
 INSTRUCTION = (
     "Solve the following math problem step by step. End your reply with the final answer"
@@ -80,16 +80,7 @@ class Gsm8kTask:
     def score(
         self, items: Sequence[Item], responses: Sequence[Sequence[str]]
     ) -> list[list[Scored]]:
-        check_shape(items, responses)
-        scored = []
-        for item, texts in zip(items, responses, strict=True):
-            row = []
-            for text in texts:
-                extracted = extract_answer(text)
-                row.append(Scored(int(extracted == item.target), {"extracted": extracted}))
-            scored.append(row)
-        return scored
+        return score_each(items, responses, lambda item, text: matched(extract_answer(text), item))
 
     def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary:
-        per_item = [sum(s.score for s in row) / len(row) for row in scored]
-        return Summary({self.metric: {self.metric: mean_score(per_item)}})
+        return mean_summary(self.metric, scored)

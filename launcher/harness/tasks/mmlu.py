@@ -50,7 +50,7 @@ from launcher.harness.datasets import (
 )
 from launcher.harness.errors import DatasetError
 from launcher.harness.scoring import Score, Summary, macro_score, mean_score
-from launcher.harness.tasks.base import Item, Params, Scored, check_shape
+from launcher.harness.tasks.base import Item, Params, Scored, item_mean, matched, score_each
 
 DEFAULT_FEWSHOT = 5
 PREAMBLE = "The following are multiple choice questions (with answers) about {}.\n\n"
@@ -136,6 +136,15 @@ def letters_for(n: int) -> str:
     return string.ascii_uppercase[:n]
 
 
+def score_choice(item: Item, response: str | None) -> Scored:
+    """Right if ``response`` picks the letter ``item.target`` among ``item.data["choices"]``
+    (lettered A, B, ...); no response (None) picks nothing."""
+    if response is None:
+        return matched(None, item)
+    choices = item.data["choices"]
+    return matched(extract_choice(response, letters_for(len(choices)), choices), item)
+
+
 # -- the task ---------------------------------------------------------------------------------
 
 
@@ -208,21 +217,12 @@ class MmluTask:
     def score(
         self, items: Sequence[Item], responses: Sequence[Sequence[str]]
     ) -> list[list[Scored]]:
-        check_shape(items, responses)
-        result = []
-        for item, texts in zip(items, responses, strict=True):
-            row = []
-            for text in texts:
-                letter = extract_choice(text, MMLU_LETTERS, item.data.get("choices"))
-                row.append(Scored(int(letter == item.target), {"extracted": letter}))
-            result.append(row)
-        return result
+        return score_each(items, responses, score_choice)
 
     def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary:
         by_subject: dict[str, list[float]] = {}
         for item, row in zip(items, scored, strict=True):
-            value = sum(s.score for s in row) / len(row)
-            by_subject.setdefault(item.data["subject"], []).append(value)
+            by_subject.setdefault(item.data["subject"], []).append(item_mean(row))
         subjects: dict[str, Score] = {s: mean_score(v) for s, v in sorted(by_subject.items())}
         micro = mean_score([v for values in by_subject.values() for v in values])
         macro = macro_score(subjects.values())
