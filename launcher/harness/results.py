@@ -11,6 +11,7 @@ results.yml::
             <metric>:                                  # the first metric is the headline
               scores:
                 <score>: {value, stats: {count, stderr}}
+          request_stats: {...}                         # when the run tracked them (adapters.py)
       groups:                                          # only for tasks with parts (MMLU)
         <task>:
           metrics: {...as above...}
@@ -26,7 +27,6 @@ when a task asks for several responses per item) and the task's details (``extra
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,24 +42,18 @@ RESULTS_FILE = "results.yml"
 SAMPLES_FILE = "samples.jsonl"
 
 
-def mean_and_stderr(scores: Sequence[int | float]) -> tuple[float, float]:
-    """Mean and its standard error sqrt(p(1-p)/(n-1)) (0 when n < 2)."""
-    n = len(scores)
-    if n == 0:
-        return 0.0, 0.0
-    p = sum(scores) / n
-    stderr = math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0
-    return p, stderr
-
-
 def results_document(
     task: str,
     summary: Summary,
     config: dict[str, Any],
     model_id: str,
     url: str,
+    request_stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {"tasks": {task: {"metrics": _metrics(summary)}}}
+    body: dict[str, Any] = {"metrics": _metrics(summary)}
+    if request_stats:
+        body["request_stats"] = request_stats
+    results: dict[str, Any] = {"tasks": {task: body}}
     if summary.groups:
         results["groups"] = {task: _group(summary)}
     return {

@@ -72,8 +72,7 @@ def _run(run_config_path: str) -> int:
         f" (parallelism {p.parallelism}, max_retries {p.max_retries})"
     )
     # -- request phase: answers fetched or replayed from <out>/cache (see harness/fetch.py) --
-    samples_per_item = int(getattr(task, "samples_per_item", 1) or 1)
-    step = max(1, len(items) * samples_per_item // 10)
+    step = max(1, len(items) * task.samples_per_item // 10)
 
     def progress(done: int, total: int) -> None:
         if done % step == 0 or done == total:
@@ -82,7 +81,7 @@ def _run(run_config_path: str) -> int:
     fetched = fetch_responses(
         cfg,
         [i.messages for i in items],
-        samples_per_prompt=samples_per_item,
+        samples_per_prompt=task.samples_per_item,
         api_key=api_key,
         on_progress=progress,
         say=_say,
@@ -101,10 +100,8 @@ def _run(run_config_path: str) -> int:
         out, sample_records(items, responses, scored, cfg.endpoint.type, raw_responses)
     )
     document = results_document(
-        task.name, summary, cfg.echo(), cfg.endpoint.model_id, cfg.endpoint.url
+        task.name, summary, cfg.echo(), cfg.endpoint.model_id, cfg.endpoint.url, fetched.stats
     )
-    if fetched.stats:
-        document["results"]["tasks"][task.name]["request_stats"] = fetched.stats
     write_results(out, document)
     _say(f"[{task.name}] wrote results.yml and samples.jsonl in {time.monotonic() - started:.1f}s")
     _say(headline(task.name, summary))

@@ -179,3 +179,16 @@ def test_missing_dataset_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     assert main(str(config)) == 3
     assert "has no test.jsonl" in capsys.readouterr().err
+
+
+def test_results_document_puts_request_stats_after_the_metrics() -> None:
+    from launcher.harness.results import results_document
+    from launcher.harness.scoring import Score, Summary
+
+    summary = Summary({"m": {"m": Score(0.5, 0.1, 4)}})
+    doc = results_document("t", summary, {}, "model", "http://x", {"count": 4})
+    assert list(doc["results"]["tasks"]["t"]) == ["metrics", "request_stats"]
+    assert doc["results"]["tasks"]["t"]["request_stats"] == {"count": 4}
+    for stats in (None, {}):
+        doc = results_document("t", summary, {}, "model", "http://x", stats)
+        assert list(doc["results"]["tasks"]["t"]) == ["metrics"]
