@@ -26,7 +26,6 @@ LABEL_PREFIX = "eval-launcher"
 LABEL_INVOCATION = f"{LABEL_PREFIX}.invocation"
 LABEL_JOB = f"{LABEL_PREFIX}.job"
 LABEL_TASK = f"{LABEL_PREFIX}.task"
-DATASET_ENV = "NEMO_EVALUATOR_DATASET_DIR"
 
 
 @attrs.frozen
@@ -120,6 +119,8 @@ def build(
                     source=source, key=f"{key}.dataset_dir",
                 )
             mounts.append(Mount(dataset_dir, task.dataset_mount_path, read_only=True))
+            from launcher.harness.datasets import DATASET_ENV  # the variable the harness reads
+
             env.append(EnvVar(DATASET_ENV, literal=task.dataset_mount_path))
         mounts.extend(
             Mount(v.source if v.is_named else os.path.abspath(os.path.expanduser(v.source)),

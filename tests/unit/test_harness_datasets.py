@@ -177,3 +177,17 @@ def test_load_jsonl_numbers_lines(tmp_path: Path) -> None:
     assert load_jsonl(path) == [(1, {"a": 1}), (3, {"a": 2})]
     with pytest.raises(DatasetError, match="cannot read"):
         load_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_load_gsm8k_names_the_file_line(tmp_path: Path) -> None:
+    from launcher.harness.datasets import load_gsm8k
+
+    path = tmp_path / "test.jsonl"
+    good = '{"question": "1 + 1?", "answer": "2 #### 2"}'
+    path.write_text(f'{good}\n\n{good}\n{{"question": "no answer"}}\n')
+    with pytest.raises(DatasetError, match=r"test\.jsonl: line 4 is not a GSM8K item"):
+        load_gsm8k(path)
+    path.write_text(f"{good}\n\n{good}\n")
+    assert [row["answer"] for row in load_gsm8k(path)] == ["2 #### 2", "2 #### 2"]
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_gsm8k(tmp_path / "missing.jsonl")
