@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools  # already loaded by signal (via enum)
 import marshal
 import os
 import resource
@@ -77,22 +78,6 @@ class _suppress:
     def __exit__(self, kind: Any, value: Any, tb: Any) -> bool:
         return kind is not None and issubclass(kind, self.exceptions)
 
-
-_CACHE: dict[Any, Any] = {}
-
-
-def _cached(function: Any) -> Any:
-    """A memo for argument tuples (``functools.lru_cache`` without importing functools)."""
-
-    def wrapper(*args: Any) -> Any:
-        key = (function.__name__, args)
-        if key not in _CACHE:
-            _CACHE[key] = function(*args)
-        return _CACHE[key]
-
-    wrapper.__name__ = function.__name__
-    wrapper.__doc__ = function.__doc__
-    return wrapper
 
 GIB = 1024**3
 MIB = 1024**2
@@ -233,7 +218,7 @@ class _Plan:
         self.note = note
 
 
-@_cached
+@functools.cache
 def _plan(python: str | None, drop_privileges: bool) -> _Plan:
     import shutil
 
@@ -371,7 +356,7 @@ def _kill_session(sid: int) -> None:
     with _suppress(OSError):
         os.killpg(sid, signal.SIGKILL)
     for _ in range(20):
-        victims = [pid for pid, stat in _proc_stats() if stat["session"] == sid]
+        victims = [pid for pid, _, session in _proc_stats() if session == sid]
         if not victims:
             return
         for pid in victims:
@@ -380,7 +365,8 @@ def _kill_session(sid: int) -> None:
         time.sleep(0.02)
 
 
-def _proc_stats() -> list[tuple[int, dict[str, int]]]:
+def _proc_stats() -> list[tuple[int, int, int]]:
+    """``(pid, parent pid, session id)`` of every process in /proc."""
     result = []
     try:
         names = os.listdir("/proc")
@@ -394,13 +380,10 @@ def _proc_stats() -> list[tuple[int, dict[str, int]]]:
                 raw = f.read()
         except OSError:
             continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if len(fields) < 5:
+        fields = raw[raw.rfind(b")") + 2 :].split()  # state, ppid, pgrp, session, ...
+        if len(fields) < 4:
             continue
-        result.append(
-            (int(name), {"state": fields[0][:1], "ppid": int(fields[1]), "pgrp": int(fields[2]),
-                         "session": int(fields[3])})
-        )  # fmt: skip
+        result.append((int(name), int(fields[1]), int(fields[3])))
     return result
 
 
@@ -428,7 +411,7 @@ def _rmtree(path: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@_cached
+@functools.cache
 def _libc() -> Any:
     import ctypes
 
@@ -450,15 +433,14 @@ def _prctl(option: int, arg: int, arg3: int = 0) -> None:
 _SECCOMP_KEEP: list[Any] = []  # the filter's ctypes buffers must outlive the fork
 
 
-@_cached
+@functools.cache
 def _seccomp_program() -> tuple[int] | None:
     """A seccomp filter failing the calls of ``_SECCOMP_DENY`` (and every call of a foreign
     syscall ABI, e.g. 32-bit ``int 0x80`` or x32) with EPERM; ``(address of its sock_fprog,)``.
     None on an architecture we have no table for."""
     import ctypes
-    import platform
 
-    table = _SECCOMP_DENY.get(platform.machine())
+    table = _SECCOMP_DENY.get(os.uname().machine)
     if table is None:
         return None
     arch, numbers = table
@@ -517,7 +499,7 @@ def _drop_capabilities() -> None:
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 
-@_cached
+@functools.cache
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 if unavailable (old kernel, disabled, seccomp)."""
     if not sys.platform.startswith("linux"):
@@ -666,7 +648,7 @@ def _supervise_with(spec: dict[str, Any], err: Any) -> dict[str, Any]:
     me = os.getpid()
     uid = spec["uid"]
     ruleset, abi = _landlock_ruleset([spec["workdir"]]) if spec["landlock"] else (-1, 0)
-    program = _seccomp_program() if spec.get("seccomp", True) else None
+    program = _seccomp_program()
     seccomp = None if program is None else program[0]
     nproc = _task_count(os.getuid() if uid is None else uid) + int(spec["max_processes"])
     marker_r, marker_w = os.pipe()
@@ -703,27 +685,19 @@ def _supervise_with(spec: dict[str, Any], err: Any) -> dict[str, Any]:
                 os.setgroups([])
                 os.setgid(uid)
                 os.setuid(uid)
-            caps = "kept"
             if os.geteuid() == 0:  # staying root: at least without CAP_* after the exec
-                try:
+                with _suppress(OSError):
                     _drop_capabilities()
-                    caps = "dropped"
-                except OSError:
-                    caps = "failed"
             _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != me:
                 os._exit(125)
             _prctl(_PR_SET_NO_NEW_PRIVS, 1)
             if ruleset >= 0:
                 _landlock_restrict(ruleset)
-            filtered = 0
             if seccomp is not None:
-                try:
+                with _suppress(OSError):  # the other layers still hold
                     _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, seccomp)
-                    filtered = 1
-                except OSError:
-                    pass  # reported; the other layers still hold
-            os.write(setup_w, f"landlock {abi}\nseccomp {filtered}\ncaps {caps}\n".encode())
+            os.write(setup_w, f"landlock {abi}\n".encode())
             os.execve(argv[0], argv, env)
         except BaseException as e:  # noqa: BLE001 - report whatever went wrong, then leave
             with _suppress(BaseException):
@@ -738,16 +712,13 @@ def _supervise_with(spec: dict[str, Any], err: Any) -> dict[str, Any]:
     report: dict[str, Any] = {"landlock": 0}
     for line in setup.splitlines():
         key, _, value = line.partition(" ")
-        if key in ("landlock", "seccomp"):
-            report[key] = int(value)
-        elif key == "caps":
-            report[key] = value
+        if key == "landlock":
+            report["landlock"] = int(value)
         elif key == "error":
             report["error"] = f"could not start the program: {value}"
     status, timed_out, disk_exceeded = _wait(pid, spec, start)
-    report["cleaned"] = _kill_descendants(pid)
-    report.update(timed_out=timed_out, disk_exceeded=disk_exceeded, status=status,
-                  seconds=time.monotonic() - start)  # fmt: skip
+    _kill_descendants(pid)
+    report.update(timed_out=timed_out, disk_exceeded=disk_exceeded, status=status)
     report["marker"] = _read_nonblocking(marker_r) == OK_MARKER and status is not None
     err.seek(max(0, os.fstat(err.fileno()).st_size - 4096))
     report["stderr"] = err.read().decode("utf-8", "replace")
@@ -809,7 +780,7 @@ def _too_big(root: str, budget: int) -> bool:
     return False
 
 
-def _kill_descendants(pgid: int) -> bool:
+def _kill_descendants(pgid: int) -> None:
     """Kill the program's group, then every process re-parented to us, until none is left."""
     deadline = time.monotonic() + CLEANUP_SECONDS
     while time.monotonic() < deadline:
@@ -822,11 +793,10 @@ def _kill_descendants(pgid: int) -> bool:
             try:
                 done, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return True  # no children left at all
+                return  # no children left at all
             if not done:
                 break
         time.sleep(0.01)
-    return False
 
 
 def _children() -> list[int]:
@@ -836,7 +806,7 @@ def _children() -> list[int]:
         with open(f"/proc/{me}/task/{me}/children", "rb") as f:  # single-threaded: one task
             return [int(pid) for pid in f.read().split()]
     except OSError:  # no CONFIG_PROC_CHILDREN: scan
-        return [pid for pid, stat in _proc_stats() if stat["ppid"] == me]
+        return [pid for pid, ppid, _ in _proc_stats() if ppid == me]
 
 
 def _task_count(uid: int) -> int:
@@ -861,13 +831,7 @@ def _task_count(uid: int) -> int:
 def _read_all(fd: int) -> bytes:
     chunks = []
     try:
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except InterruptedError:
-                continue
-            if not chunk:
-                break
+        while chunk := os.read(fd, 4096):  # EINTR is retried by Python (PEP 475)
             chunks.append(chunk)
     finally:
         os.close(fd)
