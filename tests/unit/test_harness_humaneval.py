@@ -170,3 +170,24 @@ def test_n_samples_per_problem_are_scored_separately(problems: list[dict[str, An
     assert scored[1][0].details["reason"] == "failed: SystemExit: 0"
     summary = task.summarize(items, scored)
     assert summary.metrics["pass@1"]["pass@1"].value == pytest.approx(1 / 3)
+
+
+def test_score_keeps_the_shape_of_the_responses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from launcher.harness.sandbox import Outcome
+    from launcher.harness.tasks import humaneval
+    from launcher.harness.tasks.base import Item
+
+    def fake(problem: dict[str, Any], response: str, timeout: float) -> Outcome:
+        if response == "boom":
+            raise OSError("no temp dir")
+        return Outcome(response == f"right {problem['task_id']}", response, 0.0)
+
+    monkeypatch.setattr(humaneval, "score_response", fake)
+    task = HumanEvalTask({"n_samples": 3})
+    items = [Item(f"p{i}", [], "", {"task_id": f"p{i}"}) for i in range(3)]
+    responses = [["right p0"], ["wrong", "right p1", "right p0"], ["right p2", "x"]]
+    scored = task.score(items, responses)
+    assert [[s.score for s in row] for row in scored] == [[1], [0, 1, 0], [1, 0]]
+    assert [[s.details["reason"] for s in row] for row in scored] == responses
+    with pytest.raises(OSError, match="no temp dir"):
+        task.score(items, [["right p0"], ["boom"], ["x"]])

@@ -90,6 +90,12 @@ def score_response(problem: dict[str, Any], response: str, timeout: float = TIME
     )
 
 
+def _scored(outcome: sandbox.Outcome) -> Scored:
+    return Scored(
+        int(outcome.passed), {"reason": outcome.reason, "seconds": round(outcome.seconds, 3)}
+    )
+
+
 def _cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))  # respects the container's cpuset
@@ -118,9 +124,11 @@ class HumanEvalTask:
         if timeout <= 0:
             raise p.error("timeout", f"must be > 0, got {timeout}")
         self.timeout = float(timeout)
-        self.samples_per_item = self.n_samples
         self.metric = f"pass@{self.ks[0]}"
-        self._described = False
+
+    @property
+    def samples_per_item(self) -> int:  # the Task protocol's name for n_samples
+        return self.n_samples
 
     def load(self, limit: int | None, dataset_dir: str | None = None) -> list[Item]:
         problems = load_humaneval()[:limit]
@@ -138,20 +146,17 @@ class HumanEvalTask:
         self, items: Sequence[Item], responses: Sequence[Sequence[str]]
     ) -> list[list[Scored]]:
         check_shape(items, responses)
-        if not self._described:
-            print(f"[{self.name}] sandbox: {sandbox.describe()}", flush=True)
-            self._described = True
-        jobs = [(item.data, text) for item, texts in zip(items, responses, strict=True)
-                for text in texts]  # fmt: skip
+        print(f"[{self.name}] sandbox: {sandbox.describe()}", flush=True)
         with ThreadPoolExecutor(max_workers=_cpus(), thread_name_prefix="sandbox") as pool:
-            outcomes = iter(list(pool.map(lambda job: score_response(*job, self.timeout), jobs)))
-        return [
-            [
-                Scored(int(o.passed), {"reason": o.reason, "seconds": round(o.seconds, 3)})
-                for o in (next(outcomes) for _ in texts)
+            futures = [
+                [pool.submit(score_response, item.data, text, self.timeout) for text in texts]
+                for item, texts in zip(items, responses, strict=True)
             ]
-            for texts in responses
-        ]
+            try:
+                return [[_scored(f.result()) for f in row] for row in futures]
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # as Executor.map does: skip what has not run
+                raise
 
     def summarize(self, items: Sequence[Item], scored: Sequence[Sequence[Scored]]) -> Summary:
         counts = [(len(row), sum(s.score for s in row)) for row in scored]
