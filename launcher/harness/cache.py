@@ -108,7 +108,6 @@ class ResponseCache:
         self._pending = 0
         self._batch: list[tuple[str, bytes, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._idle: asyncio.Event | None = None
         self._progressed: asyncio.Event | None = None  # set after each commit
         self.error: BaseException | None = None
         self.commits = 0
@@ -133,8 +132,6 @@ class ResponseCache:
     def start(self, on_committed: Callable[[list[Any]], None]) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_committed = on_committed
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._progressed = asyncio.Event()
         self._thread = threading.Thread(target=self._writer, name="cache-writer")
         self._thread.start()
@@ -144,9 +141,8 @@ class ResponseCache:
         at ``BATCH_ROWS`` rows or ``BATCH_S`` after the batch's first row, whichever first."""
         if self.error is not None:
             raise self.error
-        assert self._idle is not None and self._loop is not None, "start() first"
+        assert self._loop is not None, "start() first"
         self._pending += 1
-        self._idle.clear()
         self._batch.append((key, body, token))
         if len(self._batch) >= BATCH_ROWS:
             self._hand_off()
@@ -179,11 +175,7 @@ class ResponseCache:
 
     async def flush(self) -> None:
         """Commit what is queued now and wait for it."""
-        self._hand_off()
-        if self._idle is not None:
-            await self._idle.wait()
-        if self.error is not None:
-            raise self.error
+        await self.room(1)
 
     def close(self, wait: bool = True) -> None:
         """Commit what is queued, stop the writer and close the connections.
@@ -254,7 +246,5 @@ class ResponseCache:
         self._pending -= len(tokens)
         if not failed and self._on_committed is not None:
             self._on_committed(tokens)
-        assert self._idle is not None and self._progressed is not None
+        assert self._progressed is not None
         self._progressed.set()
-        if self._pending <= 0 or failed:
-            self._idle.set()

@@ -177,6 +177,53 @@ def test_batch_window_bounds_the_lag(tmp_path: Path) -> None:
     cache.close()
 
 
+
+def test_flush_waits_for_every_queued_row(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.sqlite")
+    cache = ResponseCache(path)
+    committed: list[int] = []
+
+    async def go() -> None:
+        cache.start(committed.extend)
+        await cache.flush()  # nothing queued: returns at once
+        for i in range(cache_mod.BATCH_ROWS * 2 + 3):  # two full batches and a partial one
+            cache.put(f"k{i}", b"{}", i)
+        await cache.flush()
+        assert cache.pending == 0
+        assert committed == list(range(cache_mod.BATCH_ROWS * 2 + 3))
+
+    asyncio.run(go())
+    cache.close()
+    assert ResponseCache(path).count() == cache_mod.BATCH_ROWS * 2 + 3
+
+
+def _failing_commit(self: ResponseCache, conn: Any, batch: Any) -> None:
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_failed_commit_is_raised_by_flush_room_and_put(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ResponseCache, "_commit", _failing_commit)
+    cache = ResponseCache(str(tmp_path / "c.sqlite"))
+    committed: list[Any] = []
+
+    async def go() -> None:
+        cache.start(committed.extend)
+        for i in range(3):
+            cache.put(f"k{i}", b"{}", i)
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+            await cache.flush()
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+            await cache.room(1)
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+            cache.put("k3", b"{}", 3)
+
+    asyncio.run(go())
+    cache.close()
+    assert committed == []
+
+
 # -- kill mid-run and resume ------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""
