@@ -305,12 +305,8 @@ class _Fetcher:
             if cache is None:
                 self._record(job.index, job.sample, job.key, completion, cached=False)
                 continue
-            try:
-                cache.put(job.key, completion.body, (job, completion))
-            except (OSError, sqlite3.Error) as e:
-                raise EnvironmentProblem(
-                    f"cannot write the response cache {cache.path}: {e}"
-                ) from e
+            # put/room re-raise a failed commit; _close_cache reports it as EnvironmentProblem
+            cache.put(job.key, completion.body, (job, completion))
             if cache.pending >= self.parallelism:  # a kill loses at most `parallelism` answers
                 await cache.room(self.parallelism)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from launcher.errors import EnvironmentProblem
 from launcher.harness import cache as cache_mod
 from launcher.harness.cache import ResponseCache, cache_path, request_key
 from launcher.harness.errors import EndpointError
@@ -222,6 +223,18 @@ def test_a_failed_commit_is_raised_by_flush_room_and_put(
     asyncio.run(go())
     cache.close()
     assert committed == []
+
+
+@pytest.mark.parametrize("n", [2, 200])  # the error reaches the final flush / a worker first
+def test_a_cache_write_error_ends_the_run_as_an_environment_problem(
+    server: StubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int
+) -> None:
+    monkeypatch.setattr(ResponseCache, "_commit", _failing_commit)
+    with pytest.raises(EnvironmentProblem) as info:
+        fetch_responses(_cfg(tmp_path, server.url), _prompts(n), say=_quiet)
+    path = cache_path(str(tmp_path))
+    assert info.value.message == f"cannot write the response cache {path}: disk I/O error"
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
 
 
 # -- kill mid-run and resume ------------------------------------------------------------------
