@@ -455,31 +455,21 @@ class Attempt:
     response_snippet: str = ""
 
 
-class _Retryable(Exception):
+class _Failed(Exception):
+    """A failed attempt: retried (after a backoff) if ``retry`` and attempts are left."""
+
     latency = 0.0
 
     def __init__(
-        self, kind: str, message: str, status: int | None = None,
+        self, kind: str, message: str, status: int | None = None, *, retry: bool = True,
         retry_after: float | None = None, snippet: str = "",
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
+        self.retry = retry
         self.retry_after = retry_after
-        self.snippet = snippet
-
-
-class _Fatal(Exception):
-    latency = 0.0
-
-    def __init__(
-        self, message: str, status: int | None, snippet: str, kind: str = HTTP_4XX
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
         self.snippet = snippet
 
 
@@ -592,9 +582,11 @@ class ChatClient:
         while True:
             try:
                 completion = await self._attempt(body, attempt)
-            except _Retryable as e:
+            except _Failed as e:
                 self._observe(Attempt(False, e.kind, e.status, e.latency, attempt, e.message,
                                       e.snippet), context)
+                if not e.retry:
+                    raise EndpointError(f"{self.url}: {e.message}") from None
                 if attempt >= self.max_retries:
                     raise EndpointError(
                         f"{self.url}: {e.message} (gave up after {attempt + 1} attempts)"
@@ -602,10 +594,6 @@ class ChatClient:
                 await asyncio.sleep(self._delay(attempt, e.retry_after))
                 attempt += 1
                 continue
-            except _Fatal as e:
-                self._observe(Attempt(False, e.kind, e.status, e.latency, attempt, e.message,
-                                      e.snippet), context)
-                raise EndpointError(f"{self.url}: {e.message}") from None
             self._observe(Attempt(True, None, 200, completion.latency or 0.0, attempt), context)
             return completion
 
@@ -619,7 +607,7 @@ class ChatClient:
         started = time.monotonic()
         try:
             return self._judge(await self._exchange(body), epoch, started, attempt)
-        except (_Retryable, _Fatal) as e:
+        except _Failed as e:
             e.latency = time.monotonic() - started
             raise
         finally:
@@ -630,11 +618,12 @@ class ChatClient:
             async with asyncio.timeout(self.timeout):
                 return await self.pool.post(self._head, body)
         except TimeoutError:
-            raise _Retryable(TIMEOUT, f"timed out after {self.timeout:g}s") from None
+            raise _Failed(TIMEOUT, f"timed out after {self.timeout:g}s") from None
         except ssl.SSLCertVerificationError as e:  # not transient: retrying cannot help
-            raise _Fatal(f"TLS certificate not trusted: {_describe(e)}", None, "", TLS) from None
+            raise _Failed(TLS, f"TLS certificate not trusted: {_describe(e)}",
+                          retry=False) from None
         except (OSError, asyncio.IncompleteReadError, ProtocolError) as e:
-            raise _Retryable(CONNECTION, f"connection error: {_describe(e)}") from None
+            raise _Failed(CONNECTION, f"connection error: {_describe(e)}") from None
 
     def _judge(
         self, response: HttpResponse, epoch: int, started: float, attempt: int
@@ -646,19 +635,20 @@ class ChatClient:
                     response.body, self.endpoint_type, time.monotonic() - started, attempt + 1
                 )
             except ValueError as e:
-                raise _Retryable(BAD_RESPONSE, str(e), 200,
-                                 snippet=_snippet(response.body)) from None
+                raise _Failed(BAD_RESPONSE, str(e), 200, snippet=_snippet(response.body)) from None
             self.limiter.succeeded()
             return completion
         snippet = _snippet(response.body)
         retry_after = _retry_after(response.headers.get("retry-after"))
         if status == 429:
             self.limiter.rate_limited(epoch)
-            raise _Retryable(HTTP_429, f"HTTP 429 {snippet}", status, retry_after, snippet)
+            raise _Failed(HTTP_429, f"HTTP 429 {snippet}", status, retry_after=retry_after,
+                          snippet=snippet)
         if status >= 500 or status in RETRY_STATUSES:
             kind = HTTP_5XX if status >= 500 else HTTP_408
-            raise _Retryable(kind, f"HTTP {status} {snippet}", status, retry_after, snippet)
-        raise _Fatal(f"HTTP {status} {snippet}", status, snippet)
+            raise _Failed(kind, f"HTTP {status} {snippet}", status, retry_after=retry_after,
+                          snippet=snippet)
+        raise _Failed(HTTP_4XX, f"HTTP {status} {snippet}", status, retry=False, snippet=snippet)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:  # a minimum: up to 10% more, so retries do not bunch up
