@@ -51,10 +51,10 @@ from launcher import __version__
 from launcher.harness.errors import EndpointError
 
 Message = dict[str, Any]
-RETRY_STATUSES = frozenset({408, 429})
 MAX_RETRY_AFTER = 120.0
 MAX_BODY_BYTES = 256 * 1024 * 1024
 STREAM_LIMIT = 1024 * 1024
+USER_AGENT = f"eval-launcher-harness/{__version__}"
 
 # Kinds of failed attempts (keys of the error counters in the request stats).
 HTTP_429 = "http_429"
@@ -86,12 +86,11 @@ class _Stale(Exception):
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "used")
+    __slots__ = ("reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.used = 0
 
     def usable(self) -> bool:
         # The server may have closed an idle keep-alive connection meanwhile.
@@ -111,18 +110,15 @@ class ConnectionPool:
     ``Proxy-Authorization: Basic``.
     """
 
-    def __init__(
-        self, url: str, *, max_idle: int = 64, user_agent: str | None = None,
-        proxy: str | None = None,
-    ) -> None:
+    def __init__(self, url: str, *, max_idle: int = 64, proxy: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         self.https = parts.scheme == "https"
         self.host = parts.hostname
-        self.port = parts.port or (443 if self.https else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         default_port = 443 if self.https else 80
+        self.port = parts.port or default_port
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self.max_idle = max_idle
@@ -130,7 +126,6 @@ class ConnectionPool:
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.https else None
         self.opened = 0  # connections opened (for stats and tests)
         self.reconnects = 0  # reused connections found closed by the server (sent again)
-        self.user_agent = user_agent or f"eval-launcher-harness/{__version__}"
         if proxy is None:
             proxy = _proxy_for(parts.scheme, self.host)
         self.proxy: tuple[str, int] | None = None
@@ -212,11 +207,7 @@ class ConnectionPool:
                 return await self._exchange(conn, message, reused=True)
             except _Stale:  # closed by the server while idle: once more on a fresh connection
                 self.reconnects += 1
-        conn = await self._open()
-        try:
-            return await self._exchange(conn, message, reused=False)
-        except _Stale as e:  # pragma: no cover - only raised for reused connections
-            raise ConnectionResetError("connection closed before the answer") from e
+        return await self._exchange(await self._open(), message, reused=False)
 
     async def _exchange(self, conn: _Conn, message: bytes, *, reused: bool) -> HttpResponse:
         ok = False
@@ -231,7 +222,6 @@ class ConnectionPool:
                     raise _Stale() from e
                 raise
             response = await self._read_response(conn, head)
-            conn.used += 1
             ok = True
             return response
         except asyncio.LimitOverrunError as e:
@@ -565,7 +555,7 @@ class ChatClient:
         lines = [
             f"POST {self.pool.request_target} HTTP/1.1",
             f"Host: {self.pool.host_header}",
-            f"User-Agent: {self.pool.user_agent}",
+            f"User-Agent: {USER_AGENT}",
             "Content-Type: application/json",
             "Accept: application/json",
             "Connection: keep-alive",
@@ -644,7 +634,7 @@ class ChatClient:
             self.limiter.rate_limited(epoch)
             raise _Failed(HTTP_429, f"HTTP 429 {snippet}", status, retry_after=retry_after,
                           snippet=snippet)
-        if status >= 500 or status in RETRY_STATUSES:
+        if status >= 500 or status == 408:
             kind = HTTP_5XX if status >= 500 else HTTP_408
             raise _Failed(kind, f"HTTP {status} {snippet}", status, retry_after=retry_after,
                           snippet=snippet)
