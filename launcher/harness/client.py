@@ -121,6 +121,7 @@ class ConnectionPool:
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if self.port == default_port else f"{host}:{self.port}"
+        self.authority = f"{host}:{self.port}"  # the CONNECT target (always with the port)
         self.max_idle = max_idle
         self._idle: list[_Conn] = []
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.https else None
@@ -169,7 +170,7 @@ class ConnectionPool:
         return _Conn(reader, writer)
 
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target = self.host_header if ":" in self.host_header else f"{self.host_header}:443"
+        target = self.authority
         writer.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
                      % (target.encode(), target.encode(), self._proxy_auth))
         head = await reader.readuntil(b"\r\n\r\n")

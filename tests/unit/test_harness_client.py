@@ -426,6 +426,24 @@ def test_https_through_a_connect_proxy(tls_server: StubServer) -> None:
     assert "Proxy-Authorization" not in tls_server.requests[0][0]  # not sent to the origin
 
 
+@pytest.mark.parametrize(("url", "target"), [
+    ("https://[::1]/v1/chat/completions", "[::1]:443"),  # IPv6 on the default port
+    ("https://[::1]:8443/v1/chat/completions", "[::1]:8443"),
+    ("https://localhost/v1/chat/completions", "localhost:443"),
+])
+def test_connect_target_is_host_and_port(url: str, target: str) -> None:
+    from tests.unit.harness_stub import ConnectProxy
+
+    proxy = ConnectProxy()  # no origin there: the request fails after the CONNECT
+    try:
+        with pytest.raises(EndpointError):
+            _complete(_client(url, proxy=proxy.url, max_retries=0, timeout=5), "a")
+    finally:
+        proxy.stop()
+    assert [line for line, _ in proxy.connects] == [f"CONNECT {target} HTTP/1.1"]
+    assert proxy.connects[0][1]["Host"] == target
+
+
 def test_plain_http_through_a_proxy_uses_the_absolute_uri(
     server: StubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
