@@ -225,12 +225,7 @@ def _from_interceptors(items: Any, err: Callable[[str, str], ConfigError]) -> di
             for key in ("params_to_add", "params_to_remove", "params_to_rename"):
                 if key in cfg:
                     flat[key] = cfg[key]
-        else:
-            flat.setdefault("_unknown_interceptors", []).append(name)
-    unknown = flat.pop("_unknown_interceptors", [])
-    known_names = {"endpoint", "progress_tracking"}
-    for name in unknown:
-        if name not in known_names:
+        elif name not in ("endpoint", "progress_tracking"):  # those two are always on
             flat[f"interceptors.{name}"] = True  # reported as an unknown key
     return flat
 

@@ -85,6 +85,16 @@ def test_interceptor_list_form() -> None:
     assert c.params_to_add == {"stop": ["x"]}
 
 
+def test_unknown_interceptors_warn_once_by_name() -> None:
+    said: list[str] = []
+    parse_adapter_config({"interceptors": [
+        "zeta", "endpoint", {"name": "alpha"}, "progress_tracking", "zeta", "caching",
+        {"name": "off", "enabled": False},
+    ]}, warn=said.append)
+    assert said == ["warning: target.api_endpoint.adapter_config: ignoring keys this harness "
+                    "does not know: interceptors.alpha, interceptors.zeta"]
+
+
 @pytest.mark.parametrize(("data", "key"), [
     ({"use_caching": "yes"}, "adapter_config.use_caching"),
     ({"max_logged_requests": -1}, "adapter_config.max_logged_requests"),
