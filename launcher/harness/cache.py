@@ -47,8 +47,9 @@ CREATE TABLE IF NOT EXISTS responses (
 _STOP = object()
 
 
-def cache_path(output_dir: str) -> str:
-    return os.path.join(output_dir, CACHE_DIR, CACHE_FILE)
+def cache_path(output_dir: str, caching_dir: str | None = None) -> str:
+    """The cache file: in ``caching_dir`` if set (adapter config), else under the output dir."""
+    return os.path.join(caching_dir or os.path.join(output_dir, CACHE_DIR), CACHE_FILE)
 
 
 def request_key(body: bytes, sample: int = 0) -> str:

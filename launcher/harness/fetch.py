@@ -43,7 +43,7 @@ from launcher.harness.adapters import (
     modify_payload,
     strip_reasoning,
 )
-from launcher.harness.cache import CACHE_FILE, ResponseCache, cache_path, request_key
+from launcher.harness.cache import ResponseCache, cache_path, request_key
 from launcher.harness.client import (
     Attempt,
     ChatClient,
@@ -197,10 +197,7 @@ class _Fetcher:
         except ValueError as e:  # e.g. an HTTPS_PROXY we cannot use
             raise EnvironmentProblem(str(e)) from e
         if adapter.use_caching:
-            path = (
-                os.path.join(adapter.caching_dir, CACHE_FILE) if adapter.caching_dir
-                else cache_path(self.out)
-            )
+            path = cache_path(self.out, adapter.caching_dir)
             try:
                 self.cache = ResponseCache(path, warn=self.say)
             except (OSError, sqlite3.Error) as e:
