@@ -266,12 +266,24 @@ def strip_reasoning(
     No end token: unchanged, unless reasoning started (``start_token`` present) and
     ``include_if_not_finished`` is false, which gives "".
     """
+    return split_reasoning(text, end_token, start_token, include_if_not_finished)[0]
+
+
+def split_reasoning(
+    text: str,
+    end_token: str = "</think>",
+    start_token: str | None = "<think>",
+    include_if_not_finished: bool = True,
+) -> tuple[str, str | None]:
+    """:func:`strip_reasoning`'s answer and which case it was (a key of
+    ``RequestStats.reasoning``): "stripped" (an end token), "unfinished" (a start token but no
+    end token) or None (no reasoning)."""
     at = text.rfind(end_token)
     if at >= 0:
-        return text[at + len(end_token):].strip()
-    if start_token and start_token in text and not include_if_not_finished:
-        return ""
-    return text
+        return text[at + len(end_token):].strip(), "stripped"
+    if start_token and start_token in text:
+        return (text if include_if_not_finished else ""), "unfinished"
+    return text, None
 
 
 class JsonlLog:
@@ -375,8 +387,7 @@ class RequestStats:
         self.tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.cached_tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.finish_reasons: dict[str, int] = {}
-        self.reasoning_stripped = 0
-        self.reasoning_unfinished = 0
+        self.reasoning = {"stripped": 0, "unfinished": 0}  # answers, by split_reasoning's case
 
     def attempt(self, a: Attempt) -> None:
         self.attempts += 1
@@ -424,9 +435,8 @@ class RequestStats:
             "wall_time_s": round(wall_s, 3),
             "requests_per_s": round(self.succeeded / wall_s, 2) if wall_s > 0 else None,
         }
-        if self.reasoning_stripped or self.reasoning_unfinished:
-            doc["reasoning"] = {"stripped": self.reasoning_stripped,
-                                "unfinished": self.reasoning_unfinished}
+        if any(self.reasoning.values()):
+            doc["reasoning"] = dict(self.reasoning)
         if limiter is not None:
             doc["concurrency"] = {"max": limiter.maximum, "lowest": limiter.lowest,
                                   "final": limiter.current, "decreases": limiter.decreases}

@@ -41,7 +41,7 @@ from launcher.harness.adapters import (
     RequestStats,
     apply_system_prompt,
     modify_payload,
-    strip_reasoning,
+    split_reasoning,
 )
 from launcher.harness.cache import ResponseCache, cache_path, request_key
 from launcher.harness.client import (
@@ -327,14 +327,12 @@ class _Fetcher:
         text = raw
         adapter = self.adapter
         if adapter.process_reasoning_traces:
-            text = strip_reasoning(
+            text, found = split_reasoning(
                 raw, adapter.end_reasoning_token, adapter.start_reasoning_token,
                 adapter.include_if_reasoning_not_finished,
             )
-            if adapter.end_reasoning_token in raw:
-                self.stats.reasoning_stripped += 1
-            elif adapter.start_reasoning_token and adapter.start_reasoning_token in raw:
-                self.stats.reasoning_unfinished += 1
+            if found is not None:
+                self.stats.reasoning[found] += 1
         self.answers[index][sample] = Answer(text, raw, cached, completion.finish_reason)
         self.stats.answer(completion.usage, completion.finish_reason, cached)
         self.logs.response(key, sample, completion.body, completion.latency, cached)

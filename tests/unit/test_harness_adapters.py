@@ -207,6 +207,18 @@ def test_reasoning_is_stripped_for_scoring_and_kept_raw(
     assert replayed.answers[0][0].text == "The answer is 7."  # stripped again on replay
 
 
+def test_reasoning_stats_count_each_case(server: StubServer, tmp_path: Path) -> None:
+    texts = {"a": "<think>x</think>A", "b": "<think>never finished", "c": "plain",
+             "d": "no start</think> D"}
+    server.answer = lambda body: texts[body["messages"][-1]["content"]]
+    cfg = _cfg(tmp_path, server.url, adapter={"process_reasoning_traces": True,
+                                              "include_if_reasoning_not_finished": False})
+    result = fetch_responses(cfg, [[{"role": "user", "content": k}] for k in texts],
+                             say=_quiet)
+    assert [a[0].text for a in result.answers] == ["A", "", "plain", "D"]
+    assert result.stats["reasoning"] == {"stripped": 2, "unfinished": 1}
+
+
 def test_reasoning_untouched_by_default(server: StubServer, tmp_path: Path) -> None:
     server.answer = lambda body: "<think>x</think>y"
     result = fetch_responses(_cfg(tmp_path, server.url), [[{"role": "user", "content": "q"}]],
