@@ -161,25 +161,30 @@ class _Fetcher:
         self.api_key = api_key
         self.on_progress = on_progress
         self.say = say
-        self.adapter = cfg.adapter
-        self.parallelism = cfg.params.parallelism
         self.total = len(prompts) * samples
         self.answers: list[list[Answer | None]] = [[None] * samples for _ in prompts]
-        self.done = 0
-        self.cached = 0
-        self.errors = 0
-        self.stats = RequestStats()
-        self.out = cfg.output_dir
+        self.stats = RequestStats()  # also the progress counts (see done, _update_progress)
         self.cache: ResponseCache | None = None
-        self.logs = RequestLogs(self.out, self.adapter, cfg.endpoint.url)
-        self.progress = ProgressFile(self.out, self.total)
+        self.logs = RequestLogs(cfg.output_dir, cfg.adapter, cfg.endpoint.url)
+        self.progress = ProgressFile(cfg.output_dir, self.total)
         self._terminated = False
+
+    @property
+    def done(self) -> int:
+        """Answers recorded (committed to the cache, or replayed from it)."""
+        return self.stats.succeeded + self.stats.cached
+
+    def _update_progress(self, force: bool = False) -> None:
+        stats = self.stats
+        self.progress.update(self.done, sum(stats.errors.values()), force=force,
+                             cached=stats.cached)
 
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> FetchResult:
         started = time.monotonic()
-        adapter = self.adapter
+        adapter = self.cfg.adapter
+        out = self.cfg.output_dir
         p = self.cfg.params
         try:
             client = ChatClient(
@@ -197,13 +202,13 @@ class _Fetcher:
         except ValueError as e:  # e.g. an HTTPS_PROXY we cannot use
             raise EnvironmentProblem(str(e)) from e
         if adapter.use_caching:
-            path = cache_path(self.out, adapter.caching_dir)
+            path = cache_path(out, adapter.caching_dir)
             try:
                 self.cache = ResponseCache(path, warn=self.say)
             except (OSError, sqlite3.Error) as e:
                 raise EnvironmentProblem(f"cannot open the response cache {path}: {e}") from e
             self.cache.start(self._committed)
-        self.progress.update(0, force=True)
+        self._update_progress(force=True)
         ticker = asyncio.create_task(self._tick())
         remove_handler = self._handle_sigterm()
         error: BaseException | None = None
@@ -228,7 +233,7 @@ class _Fetcher:
             finally:
                 client.close()
                 self.logs.close()
-                self.progress.update(self.done, self.errors, force=True, cached=self.cached)
+                self._update_progress(force=True)
         if error is not None:
             raise error
         assert self.done == self.total, (self.done, self.total)
@@ -239,8 +244,8 @@ class _Fetcher:
             stats["connections"] = {"opened": client.pool.opened,
                                     "reconnects": client.pool.reconnects}
             if self.cache is not None:
-                stats["cache"] = {"file": os.path.relpath(self.cache.path, self.out),
-                                  "replayed": self.cached, "written": self.cache.rows,
+                stats["cache"] = {"file": os.path.relpath(self.cache.path, out),
+                                  "replayed": self.stats.cached, "written": self.cache.rows,
                                   "commits": self.cache.commits}
         return FetchResult(answers=answers, stats=stats)
 
@@ -296,6 +301,7 @@ class _Fetcher:
 
     async def _worker(self, jobs: Iterator[_Job], client: ChatClient) -> None:
         cache = self.cache
+        limit = self.cfg.params.parallelism
         for job in jobs:
             self.logs.request(job.key, job.sample, job.body)
             completion = await client.complete(job.body, job)
@@ -304,17 +310,15 @@ class _Fetcher:
                 continue
             # put/room re-raise a failed commit; _close_cache reports it as EnvironmentProblem
             cache.put(job.key, completion.body, (job, completion))
-            if cache.pending >= self.parallelism:  # a kill loses at most `parallelism` answers
-                await cache.room(self.parallelism)
+            if cache.pending >= limit:  # a kill loses at most `parallelism` answers
+                await cache.room(limit)
 
     # -- callbacks -------------------------------------------------------------------------
 
     def _observe(self, attempt: Attempt, job: _Job | None) -> None:
         self.stats.attempt(attempt)
-        if not attempt.ok:
-            self.errors += 1
-            if job is not None:
-                self.logs.failure(job.key, job.sample, job.body, attempt)
+        if not attempt.ok and job is not None:
+            self.logs.failure(job.key, job.sample, job.body, attempt)
 
     def _committed(self, tokens: list[tuple[_Job, Completion]]) -> None:
         for job, completion in tokens:
@@ -325,7 +329,7 @@ class _Fetcher:
     ) -> None:
         raw = completion.text
         text = raw
-        adapter = self.adapter
+        adapter = self.cfg.adapter
         if adapter.process_reasoning_traces:
             text, found = split_reasoning(
                 raw, adapter.end_reasoning_token, adapter.start_reasoning_token,
@@ -334,11 +338,8 @@ class _Fetcher:
             if found is not None:
                 self.stats.reasoning[found] += 1
         self.answers[index][sample] = Answer(text, raw, cached, completion.finish_reason)
-        self.stats.answer(completion.usage, completion.finish_reason, cached)
         self.logs.response(key, sample, completion.body, completion.latency, cached)
-        self.done += 1
-        if cached:
-            self.cached += 1
+        self.stats.answer(completion.usage, completion.finish_reason, cached)  # counts it done
         if self.on_progress is not None:
             self.on_progress(self.done, self.total)
 
@@ -346,7 +347,7 @@ class _Fetcher:
         n = 0
         while True:
             await asyncio.sleep(TICK_S)
-            self.progress.update(self.done, self.errors, cached=self.cached)
+            self._update_progress()
             n += 1
             if n % 4 == 0:
                 self.logs.flush()
