@@ -56,7 +56,7 @@ from launcher.harness.progress import ProgressFile
 from launcher.harness.runconfig import RunConfig
 
 Message = dict[str, Any]
-TICK_S = 0.25
+TICK_S = 0.25  # progress.json is rewritten every tick, the request logs flushed every 4th
 BACKOFF_BASE_S = 1.0  # retry n waits 2**n * base/2 .. 2**n * base (capped), or Retry-After
 BACKOFF_MAX_S = 30.0
 
@@ -174,10 +174,9 @@ class _Fetcher:
         """Answers recorded (committed to the cache, or replayed from it)."""
         return self.stats.succeeded + self.stats.cached
 
-    def _update_progress(self, force: bool = False) -> None:
+    def _update_progress(self) -> None:
         stats = self.stats
-        self.progress.update(self.done, sum(stats.errors.values()), force=force,
-                             cached=stats.cached)
+        self.progress.update(self.done, sum(stats.errors.values()), cached=stats.cached)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -208,7 +207,7 @@ class _Fetcher:
             except (OSError, sqlite3.Error) as e:
                 raise EnvironmentProblem(f"cannot open the response cache {path}: {e}") from e
             self.cache.start(self._committed)
-        self._update_progress(force=True)
+        self._update_progress()
         ticker = asyncio.create_task(self._tick())
         remove_handler = self._handle_sigterm()
         error: BaseException | None = None
@@ -233,7 +232,7 @@ class _Fetcher:
             finally:
                 client.close()
                 self.logs.close()
-                self._update_progress(force=True)
+                self._update_progress()
         if error is not None:
             raise error
         assert self.done == self.total, (self.done, self.total)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 
 PROGRESS_FILE = "progress.json"
-INTERVAL_S = 0.25
 
 
 class ProgressFile:
@@ -23,28 +21,22 @@ class ProgressFile:
         self.path = os.path.join(folder, PROGRESS_FILE)
         self.total = total
         self.started = time.monotonic()
-        self.last = 0.0
-        self.lock = threading.Lock()
 
-    def update(self, done: int, errors: int = 0, force: bool = False, cached: int = 0) -> None:
-        now = time.monotonic()
-        with self.lock:
-            if not force and now - self.last < INTERVAL_S:
-                return
-            self.last = now
-            elapsed = max(now - self.started, 1e-9)
-            rate = max(done - cached, 0) / elapsed
-            eta = (self.total - done) / rate if rate > 0 else (0.0 if done >= self.total else None)
-            data = {"done": done, "total": self.total, "errors": errors, "cached": cached,
-                    "rate": round(rate, 2), "eta_s": None if eta is None else round(eta, 1),
-                    "elapsed_s": round(elapsed, 1)}
-            tmp = f"{self.path}.tmp"
-            try:
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh)
-                os.replace(tmp, self.path)
-            except OSError:
-                pass  # progress is best-effort; results are not
+    def update(self, done: int, errors: int = 0, cached: int = 0) -> None:
+        """Rewrite the file (the caller paces the calls: fetch's ticker, plus start and end)."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = max(done - cached, 0) / elapsed
+        eta = (self.total - done) / rate if rate > 0 else (0.0 if done >= self.total else None)
+        data = {"done": done, "total": self.total, "errors": errors, "cached": cached,
+                "rate": round(rate, 2), "eta_s": None if eta is None else round(eta, 1),
+                "elapsed_s": round(elapsed, 1)}
+        tmp = f"{self.path}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # progress is best-effort; results are not
 
 
 def read(folder: str) -> dict | None:
