@@ -93,7 +93,7 @@ def fetch_responses(
     samples_per_prompt: int = 1,
     api_key: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    say: Callable[[str], None] | None = None,
+    say: Callable[[str], None] = print,
 ) -> FetchResult:
     """Blocking: run :func:`fetch_responses_async` on a new event loop."""
     return asyncio.run(
@@ -111,16 +111,12 @@ async def fetch_responses_async(
     samples_per_prompt: int = 1,
     api_key: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    say: Callable[[str], None] | None = None,
+    say: Callable[[str], None] = print,
 ) -> FetchResult:
     if samples_per_prompt < 1:
         raise ValueError("samples_per_prompt must be >= 1")
-    fetcher = _Fetcher(cfg, prompts, samples_per_prompt, api_key, on_progress, say or _say)
+    fetcher = _Fetcher(cfg, prompts, samples_per_prompt, api_key, on_progress, say)
     return await fetcher.run()
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 def request_body(cfg: RunConfig, messages: Sequence[Message]) -> bytes:
