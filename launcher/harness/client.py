@@ -497,6 +497,11 @@ def parse_completion(
     )
 
 
+def completion_prompt(messages: Sequence[Message]) -> str:
+    """The ``prompt`` a completions endpoint gets for chat-style ``messages``."""
+    return "\n\n".join(str(m.get("content", "")) for m in messages)
+
+
 def build_body(
     model_id: str,
     messages: Sequence[Message],
@@ -507,7 +512,7 @@ def build_body(
     """The request body: model, sampling params, then ``messages`` (chat) or ``prompt``."""
     body: dict[str, Any] = {"model": model_id, **(sampling or {})}
     if endpoint_type == "completions":
-        body["prompt"] = "\n\n".join(str(m.get("content", "")) for m in messages)
+        body["prompt"] = completion_prompt(messages)
     else:
         body["messages"] = list(messages)
     return body

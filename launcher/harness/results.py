@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from launcher.harness.client import completion_prompt
 from launcher.harness.scoring import Score, Summary
 from launcher.harness.tasks.base import Item, Scored
 
@@ -99,7 +100,7 @@ def sample_records(
         if endpoint_type == "chat":
             prompt: Any = item.messages
         else:
-            prompt = "\n\n".join(str(m.get("content", "")) for m in item.messages)
+            prompt = completion_prompt(item.messages)  # as sent
         several = len(texts) > 1
         for s, (text, result) in enumerate(zip(texts, item_scores, strict=True)):
             record: dict[str, Any] = {"id": item.id}
