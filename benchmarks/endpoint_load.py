@@ -31,8 +31,10 @@ import threading
 import time
 from pathlib import Path
 
+from launcher.testing.synthetic import gsm8k_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data" / "gsm8k").resolve()
+DATA = Path(os.environ["GSM8K_DATA_DIR"]) if os.environ.get("GSM8K_DATA_DIR") else gsm8k_dir()
 REQUEST_HEAD = (
     b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
 )

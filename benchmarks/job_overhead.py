@@ -10,8 +10,9 @@
 
     python benchmarks/job_overhead.py [--repeat 3] [--samples 30] [--latency-ms 100]
 
-Needs the image (scripts/build-images.sh runs first, warm in seconds) and ../shared/data/gsm8k
-(or GSM8K_DATA_DIR). Last line:
+Needs the image (scripts/build-images.sh runs first, warm in seconds). The gsm8k tasks read
+GSM8K_DATA_DIR if set, else GSM8K-shaped problems the benchmark writes itself (the timing does
+not depend on the questions). Last line:
 RESULT overhead_s=<median, with probe> overhead_noprobe_s=<median> parallel8_ratio=<ratio>
        engine_floor_ratio=<8 plain containers at once / one>
 """
@@ -19,6 +20,7 @@ RESULT overhead_s=<median, with probe> overhead_noprobe_s=<median> parallel8_rat
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -31,17 +33,25 @@ from pathlib import Path
 import docker
 import yaml
 
+from launcher.testing.synthetic import write_gsm8k
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("EVAL_LAUNCHER_IMAGE", "eval-launcher:latest")
 NETWORK = "eval-launcher-bench"
 ENDPOINT = "eval-launcher-bench-refep"
 
 
+@functools.cache
 def gsm8k_dir() -> Path:
-    path = Path(os.environ.get("GSM8K_DATA_DIR") or REPO.parent / "shared" / "data" / "gsm8k")
-    if not (path / "test.jsonl").is_file():
-        sys.exit(f"error: no gsm8k test.jsonl in {path}; set GSM8K_DATA_DIR")
-    return path.resolve()
+    if os.environ.get("GSM8K_DATA_DIR"):
+        path = Path(os.environ["GSM8K_DATA_DIR"])
+        if not (path / "test.jsonl").is_file():
+            sys.exit(f"error: no gsm8k test.jsonl in {path} (GSM8K_DATA_DIR)")
+        return path.resolve()
+    folder = Path(tempfile.mkdtemp(prefix="eval-launcher-bench-gsm8k-"))
+    folder.chmod(0o755)
+    write_gsm8k(folder, 1000)
+    return folder
 
 
 class StartEvents:

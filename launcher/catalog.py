@@ -29,8 +29,9 @@ harnesses, as a name that fails -- there with a traceback, here with one line):
 ``evaluation.tasks[].container`` pins an image: for a known task it replaces the catalog image
 (the endpoint type is still checked); with a name the catalog does not know, it makes a
 **custom** task (harness ``custom``): the name is passed verbatim as ``config.type`` to
-``nemo-evaluator run_eval`` in that image, and the endpoint type is not checked. A few external
-tasks (AA-LCR, ruler) have no public image: they run only with a pinned container.
+``nemo-evaluator run_eval`` in that image, and the endpoint type is not checked. A catalog row
+with no image (none in the packaged catalog, which is the reference's 0.2.6 one) runs only with
+a pinned container.
 
 The TSV is parsed once, lazily. No Docker here.
 """

@@ -293,6 +293,8 @@ def harness_run_eval(run_config: str) -> None:
 @click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0.0),
               help="Delay before each answer.")
 @click.option("--dataset-dir", default=None, help="Folder holding gsm8k's test.jsonl.")
+@click.option("--dataset", "datasets", multiple=True, metavar="FILE.jsonl",
+              help="A custom task's JSONL file whose questions it should answer (repeatable).")
 @click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Fraction of completion requests that fail (random per request).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[,KIND...]",
@@ -304,13 +306,16 @@ def harness_run_eval(run_config: str) -> None:
 @click.option("--hang-s", default=600.0, show_default=True, type=click.FloatRange(0.0),
               help="How long a 'timeout' fault holds the connection before closing it.")
 def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
-                       dataset_dir: str | None, fail_rate: float, faults: tuple[str, ...],
+                       dataset_dir: str | None, datasets: tuple[str, ...], fail_rate: float,
+                       faults: tuple[str, ...],
                        seed: int | None, retry_after: float, hang_s: float) -> None:
     """Serve a fake OpenAI-compatible endpoint that answers the built-in tasks.
 
     It is NOT a model: it looks up each question's known solution and answers it correctly
     on a deterministic fraction ACCURACY of the items, wrongly on the rest, so a whole
     pipeline can be checked with no GPU and no API key, and the expected score is known.
+    It knows HumanEval, GSM8K (from --dataset-dir) and custom-task JSONL files (--dataset);
+    a prompt it does not know gets HTTP 422 naming the data it lacks, never a guess.
 
     With --fail-rate it also fails that fraction of completion requests, to test retrying
     clients: 429 (with Retry-After), 500, timeout (never answers), reset (TCP RST, no
@@ -320,6 +325,8 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
     \b
     Examples:
       launcher reference-endpoint --port 8000 --accuracy 0.5 --latency-ms 20
+      launcher reference-endpoint --dataset-dir ./gsm8k \\
+        --dataset examples/data/custom/questions.jsonl
       launcher reference-endpoint --fail-rate 0.2 --fault 429,reset --seed 1
     """
     from launcher.errors import ConfigError
@@ -329,7 +336,7 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
         plan = Faults(fail_rate, faults, seed, retry_after, hang_s)
     except ConfigError as e:
         raise click.BadParameter(e.message, param_hint="'--fault'") from None
-    serve(host, port, accuracy, latency_ms, dataset_dir, faults=plan)
+    serve(host, port, accuracy, latency_ms, dataset_dir, faults=plan, custom=datasets)
 
 
 @cli.group("ls", context_settings=CONTEXT)

@@ -13,7 +13,14 @@ their known reference solutions, right or deliberately wrong at a chosen rate:
 * a right HumanEval answer is the prompt plus the canonical solution in a ```python block, a
   wrong one the prompt with ``raise NotImplementedError`` as body; a right GSM8K answer is the
   reference reasoning ending ``The answer is <target>.``, a wrong one ends with target+1;
-* anything else gets a fixed polite text.
+* custom-task items (``--dataset FILE.jsonl``, the custom task's JSONL format) are recognised
+  by their ``question``; a right answer is the letter of the right choice (rows with
+  ``choices``) or the answer itself (the first, if it is a list), a wrong one another letter or
+  ``I do not know.``;
+* it never guesses: a prompt it cannot match to an item it knows gets HTTP 422 with an
+  OpenAI-style error whose message says what it knows and which data it lacks (e.g. GSM8K
+  without ``--dataset-dir``), and names the flag that loads it; the harness fails the task with
+  that line instead of scoring wrong answers.
 
 Faults, to test retrying clients (completion routes only; never ``/health``, ``/v1/models`` or
 ``/stats``): each completion request fails with probability ``fail_rate``, drawn per request
@@ -31,15 +38,14 @@ Every completion answer (right, wrong, or a 429/500/reset/garbage fault) waits `
 first; a 400 for a malformed completion request goes out at once.
 
 ``GET /stats`` counts completion requests by outcome, each when it happens (``ok``, each fault
-kind, ``bad_request`` for a 400, ``dropped`` when the client left before its answer was due,
-``after_eof`` for an answer written after the client closed its sending side) and, per item,
-the ok answers sent (key ``humaneval/HumanEval/0``, ``gsm8k/12``, or
-``sha256/<hex SHA-256 of the UTF-8 prompt text>`` for a prompt it did not recognise, the
-prompt text being the last user message or the completions ``prompt``); ``POST /stats/reset``
-zeroes them. A client that half-closes after its request still gets the answer, but it is
-counted as ``after_eof``, not as an ok answer for its item: a killed client's kernel sends the
-same FIN, and the answer then goes to a dead socket. So ``items`` counts answers that can have
-reached a live client, which is what a test of "no success is requested twice" needs.
+kind, ``bad_request`` for a 400, ``unknown_prompt`` for a 422, ``dropped`` when the client left
+before its answer was due, ``after_eof`` for an answer written after the client closed its
+sending side) and, per item, the ok answers sent (key ``humaneval/HumanEval/0``, ``gsm8k/12``,
+``custom/<id or row index>``); ``POST /stats/reset`` zeroes them. A client that half-closes
+after its request still gets the answer, but it is counted as ``after_eof``, not as an ok answer
+for its item: a killed client's kernel sends the same FIN, and the answer then goes to a dead
+socket. So ``items`` counts answers that can have reached a live client, which is what a test of
+"no success is requested twice" needs.
 
 The server is a small HTTP/1.1 server on asyncio (keep-alive, pipelining, ``Content-Length``
 bodies, ``Expect: 100-continue``; 400 on a malformed request, 413 on a body over 16 MiB, 404,
@@ -51,7 +57,6 @@ on one thread. ``ReferenceServer`` keeps the ``socketserver`` surface the tests 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import random
@@ -66,24 +71,23 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from launcher.errors import ConfigError, LauncherError
-from launcher.harness.datasets import load_gsm8k, load_humaneval, resolve_gsm8k
+from launcher.harness.datasets import load_gsm8k, load_humaneval, load_jsonl, resolve_gsm8k
+from launcher.harness.tasks.gsm8k import INSTRUCTION as GSM8K_INSTRUCTION
 from launcher.harness.tasks.gsm8k import target_of
 
 MODEL_ID = "reference"
-UNKNOWN_ANSWER = (
-    "I am the eval-launcher reference endpoint, not a language model. I can only answer the"
-    " built-in HumanEval and GSM8K items, and I did not recognise this prompt."
-)
+UNKNOWN_STATUS = 422
 MAX_BODY = 16 * 1024 * 1024
 MAX_HEAD = 64 * 1024
 FAULT_KINDS = ("429", "500", "timeout", "reset", "garbage")
 DEFAULT_FAULTS = ("429", "500")
-OUTCOMES = ("ok", *FAULT_KINDS, "bad_request", "dropped", "after_eof")
+OUTCOMES = ("ok", *FAULT_KINDS, "bad_request", "unknown_prompt", "dropped", "after_eof")
 GARBAGE = b'{"id": "chatcmpl-garbage", "object": "chat.completion", "choices": [{"message": {"ro'
 COMPLETION_ROUTES = ("/v1/chat/completions", "/v1/completions")
 _WINDOW = 3  # words per recognition anchor
@@ -98,6 +102,22 @@ def is_correct(index: int, accuracy: Fraction) -> bool:
 def humaneval_answer(problem: dict[str, Any], correct: bool) -> str:
     body = problem["canonical_solution"] if correct else "    raise NotImplementedError\n"
     return "```python\n" + problem["prompt"] + body + "\n```"
+
+
+def custom_answer(row: dict[str, Any], correct: bool) -> str:
+    """A custom-task row's answer: its choice letter (or text), right or not."""
+    answer = row.get("answer")
+    first = str(answer[0] if isinstance(answer, list) and answer else answer)
+    choices = row.get("choices")
+    if isinstance(choices, list) and choices:
+        letters = [chr(ord("A") + i) for i in range(len(choices))]
+        right = first.strip().upper() if first.strip().upper() in letters else next(
+            (letter for letter, text in zip(letters, choices, strict=False)
+             if str(text).strip() == first.strip()), "A")
+        if correct:
+            return right
+        return next(letter for letter in letters if letter != right)
+    return first if correct else "I do not know."
 
 
 def gsm8k_answer(row: dict[str, Any], correct: bool) -> str:
@@ -132,6 +152,8 @@ class Oracle:
         accuracy: float,
         humaneval: list[dict[str, Any]],
         gsm8k: list[dict[str, Any]] | None,
+        custom: list[dict[str, Any]] | None = None,
+        missing: tuple[str, ...] = (),
     ) -> None:
         if not 0.0 <= accuracy <= 1.0:
             raise ConfigError(f"accuracy must be between 0 and 1, got {accuracy}")
@@ -147,9 +169,16 @@ class Oracle:
             Known("gsm8k", i, r["question"].strip(), gsm8k_answer(r, self._ok(i)), f"gsm8k/{i}")
             for i, r in enumerate(gsm8k or [])
         ]
+        known += [
+            Known("custom", i, str(r["question"]).strip(), custom_answer(r, self._ok(i)),
+                  f"custom/{r.get('id', i)}")
+            for i, r in enumerate(custom or [])
+        ]
         # Longest keys first: if one item's text contains another's, the longer one wins.
         self.known = sorted(known, key=lambda k: -len(k.key))
-        self.counts = {"humaneval": len(humaneval), "gsm8k": len(gsm8k or [])}
+        self.counts = {"humaneval": len(humaneval), "gsm8k": len(gsm8k or []),
+                       "custom": len(custom or [])}
+        self.missing = missing  # what it could not load, each with the flag that loads it
         self._anchors, self._unanchored = _anchor_index(self.known)
         self.lookup = lru_cache(maxsize=8192)(self._scan)
 
@@ -166,9 +195,20 @@ class Oracle:
                     ranks.append(rank)
         return self.known[min(ranks)] if ranks else None
 
-    def answer(self, text: str) -> str:
+    def answer(self, text: str) -> str | None:
+        """The answer to a prompt, or None when it names no item this oracle knows."""
         found = self.lookup(text)
-        return found.answer if found else UNKNOWN_ANSWER
+        return found.answer if found else None
+
+    def unknown_message(self, text: str) -> str:
+        """Why a prompt got no answer: the missing data first (GSM8K's if the prompt is the
+        gsm8k task's), then what it knows."""
+        missing = list(self.missing)
+        if GSM8K_MISSING in missing and GSM8K_INSTRUCTION in text:
+            missing = [GSM8K_MISSING]
+        counts = ", ".join(f"{n} {task}" for task, n in self.counts.items())
+        known = f"the reference endpoint (not a model) knows no such prompt ({counts} items)"
+        return "; ".join([*missing, known])
 
 
 def _anchor_index(known: list[Known]) -> tuple[dict[tuple[str, ...], list[int]], list[int]]:
@@ -192,14 +232,34 @@ def _anchor_index(known: list[Known]) -> tuple[dict[tuple[str, ...], list[int]],
     return anchors, unanchored
 
 
-def load_oracle(accuracy: float, dataset_dir: str | None, log: Any = print) -> Oracle:
+GSM8K_MISSING = (
+    "GSM8K data is not loaded: restart it with --dataset-dir DIR, a folder holding GSM8K's"
+    " test.jsonl (the same folder as the task's dataset_dir)"
+)
+CUSTOM_MISSING = "custom-task questions are known only from --dataset FILE.jsonl (repeatable)"
+
+
+def load_oracle(
+    accuracy: float, dataset_dir: str | None, log: Any = print, custom: Iterable[str] = ()
+) -> Oracle:
+    """The oracle for HumanEval, GSM8K (if it can be found) and the custom JSONL files."""
     humaneval = load_humaneval()
     gsm8k: list[dict[str, Any]] | None = None
+    missing: list[str] = []
     try:
         gsm8k = load_gsm8k(resolve_gsm8k(dataset_dir))
     except LauncherError as e:
-        log(f"reference endpoint: GSM8K unavailable, serving HumanEval only ({e.message})")
-    return Oracle(accuracy, humaneval, gsm8k)
+        log(f"reference endpoint: GSM8K unavailable ({e.message})")
+        missing.append(GSM8K_MISSING)
+    rows: list[dict[str, Any]] = []
+    for path in custom:
+        for n, row in load_jsonl(Path(path)):
+            if not isinstance(row.get("question"), str) or "answer" not in row:
+                raise ConfigError(f"{path}: line {n} is not a custom-task item (question, answer)")
+            rows.append(row)
+    if not rows:
+        missing.append(CUSTOM_MISSING)
+    return Oracle(accuracy, humaneval, gsm8k, rows, tuple(missing))
 
 
 # -- faults and counts -------------------------------------------------------------------------
@@ -290,7 +350,8 @@ class Stats:
 
 REASONS = {
     200: "OK", 400: "Bad Request", 404: "Not Found",
-    405: "Method Not Allowed", 413: "Content Too Large", 429: "Too Many Requests",
+    405: "Method Not Allowed", 413: "Content Too Large", 422: "Unprocessable Content",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 505: "HTTP Version Not Supported",
 }
@@ -510,10 +571,13 @@ class _Connection(asyncio.Protocol):
             self._bad_request("stream=true is not supported by the reference endpoint", keep)
             return
         found = server.oracle.lookup(text)
-        answer = found.answer if found else UNKNOWN_ANSWER
-        item = found.id if found else "sha256/" + hashlib.sha256(text.encode()).hexdigest()
-        data = json.dumps(_response(body, text, answer, chat)).encode("utf-8")
-        self._later(lambda: self._send(200, data, keep, outcome="ok", item=item))
+        if found is None:
+            error = _error_body(server.oracle.unknown_message(text), "invalid_request_error",
+                                "unknown_prompt")
+            self._later(lambda: self._send(UNKNOWN_STATUS, error, keep, outcome="unknown_prompt"))
+            return
+        data = json.dumps(_response(body, text, found.answer, chat)).encode("utf-8")
+        self._later(lambda: self._send(200, data, keep, outcome="ok", item=found.id))
 
     def _bad_request(self, message: str, keep: bool) -> None:
         self._send(400, _error_body(message, "invalid_request_error"), keep, outcome="bad_request")
@@ -810,9 +874,11 @@ def make_server(
     *,
     verbose: bool = False,
     faults: Faults | None = None,
+    custom: Iterable[str] = (),
 ) -> ReferenceServer:
-    """A bound (not yet serving) server; call ``serve_forever()`` (port 0 picks a free one)."""
-    oracle = load_oracle(accuracy, dataset_dir)
+    """A bound (not yet serving) server; call ``serve_forever()`` (port 0 picks a free one).
+    ``custom``: JSONL files of custom-task items it should know too."""
+    oracle = load_oracle(accuracy, dataset_dir, custom=custom)
     return ReferenceServer((host, port), oracle, latency_ms, verbose, faults=faults)
 
 
@@ -835,6 +901,8 @@ def serve(
     )
     if server.faults.rate > 0:
         print(f"reference endpoint: injecting faults: {server.faults.describe()}", flush=True)
+    for note in server.oracle.missing:
+        print(f"reference endpoint: {note}", flush=True)
     try:
         server.serve_forever(handle_signals=True)
     except KeyboardInterrupt:
@@ -853,6 +921,7 @@ if __name__ == "__main__":  # python -m launcher.reference_endpoint --port 8000
     parser.add_argument("--accuracy", type=float, default=1.0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--dataset-dir", default=None)
+    parser.add_argument("--dataset", action="append", default=[])
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--fault", action="append", default=[])
     parser.add_argument("--seed", type=int, default=None)
@@ -863,6 +932,7 @@ if __name__ == "__main__":  # python -m launcher.reference_endpoint --port 8000
         serve(
             args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir,
             faults=Faults(args.fail_rate, args.fault, args.seed, args.retry_after, args.hang_s),
+            custom=args.dataset,
         )
     except LauncherError as e:
         print(f"error: {e.message}", file=sys.stderr)

