@@ -339,6 +339,35 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
     serve(host, port, accuracy, latency_ms, dataset_dir, faults=plan, custom=datasets)
 
 
+@cli.group("datasets", context_settings=CONTEXT)
+def datasets_group() -> None:
+    """Benchmark data: fill the cache once so that later runs work offline.
+
+    \b
+    Example:
+      launcher datasets fetch gsm8k
+    """
+
+
+@datasets_group.command("fetch", context_settings=CONTEXT)
+@click.argument("name")
+@output_dir_option
+def datasets_fetch(name: str, output_dir: str | None) -> None:
+    """Download NAME's data once into the dataset cache that `run` mounts into evaluation
+    containers ($EVAL_LAUNCHER_CACHE; else, in the launcher container, <output dir>/.cache;
+    else ~/.cache/eval-launcher), checked against its pinned sha256; print its path. A cached
+    copy is verified and reused without network; GSM8K_DATA_DIR, if set, is used instead.
+    Exit 0, or 3 when it can be neither found nor downloaded.
+
+    \b
+    Example:
+      launcher datasets fetch gsm8k
+    """
+    from launcher.commands.datasets import fetch
+
+    sys.exit(fetch(name, _output_dir(output_dir)))
+
+
 @cli.group("ls", context_settings=CONTEXT)
 def ls() -> None:
     """List things the launcher knows about: tasks, and runs in the output folder.

@@ -1,17 +1,18 @@
 """From command-line options to a checked plan: locate and load the config, pick tasks, plan,
 and resolve env values from the host. Shared by ``run``, ``run --dry-run`` and ``config``.
-Pure: no Docker, nothing written."""
+No Docker; nothing is written except the dataset cache (``with_dataset_cache`` in a real run)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
 
 from launcher import config as config_mod
-from launcher import dotenv, plan
+from launcher import dataset_cache, dotenv, plan
 from launcher.config import Config
 from launcher.envvars import resolve
 from launcher.errors import ConfigError
@@ -80,6 +81,25 @@ def prepare(options: ConfigOptions, tasks: Sequence[str] = ()) -> Prepared:
     loaded = select_tasks(load(options), tasks)
     invocation = plan.build(loaded.config, source=loaded.source)
     check_output_dir(invocation.output_dir, loaded.source)
+    return _resolved(loaded, invocation)
+
+
+def with_dataset_cache(prepared: Prepared, *, download: bool) -> Prepared:
+    """The same plan, with the dataset cache's folder as the data of each built-in task that
+    has none (see :mod:`launcher.dataset_cache`). ``download``: fetch what the cache lacks
+    (exit 3 when it cannot: real runs); else use only what it already holds (dry runs)."""
+    loaded = prepared.loaded
+    config = dataset_cache.fill(loaded.config, source=loaded.source, download=download)
+    if config is loaded.config:
+        return prepared
+    loaded = attrs.evolve(loaded, config=config)
+    inv = prepared.invocation
+    invocation = plan.build(config, source=loaded.source, invocation_id=inv.invocation_id,
+                            now=datetime.fromisoformat(inv.created))
+    return _resolved(loaded, invocation)
+
+
+def _resolved(loaded: Loaded, invocation: plan.Invocation) -> Prepared:
     env_values = {job.job_id: resolve(job.env, loaded.environ, source=loaded.source)
                   for job in invocation.jobs}
     return Prepared(loaded, invocation, env_values)

@@ -14,7 +14,7 @@ from launcher import plan as plan_mod
 from launcher import record, report, scripts, store
 from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.hostpaths import HostSource, PathTranslator, read_own_container_id
-from launcher.prepare import ConfigOptions, Prepared, prepare
+from launcher.prepare import ConfigOptions, Prepared, prepare, with_dataset_cache
 from launcher.record import HostView
 
 if TYPE_CHECKING:
@@ -37,15 +37,17 @@ def host_view(prepared: Prepared, translator: PathTranslator, owner: store.Owner
 def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
         host_output_dir: str | None, detach: bool = False, probe: bool = True) -> int:
     prepared = prepare(options, tasks)
-    inv = prepared.invocation
-    owner = store.owner_of(inv.output_dir)
+    owner = store.owner_of(prepared.invocation.output_dir)
     if dry_run:
+        prepared = with_dataset_cache(prepared, download=False)
         print(dry_run_text(prepared, owner, host_output_dir))
         return 0
 
     from launcher.executor import Engine  # the Docker SDK, only when needed
 
     engine = Engine()
+    prepared = with_dataset_cache(prepared, download=True)  # exit 3 here: nothing started
+    inv = prepared.invocation
     images = {image: engine.image_id(image) for image in sorted({j.image for j in inv.jobs})}
     translator = engine.path_translator(inv.output_dir, host_output_dir)
     view = host_view(prepared, translator, owner, engine.rootless)

@@ -109,7 +109,13 @@ def resolve_gsm8k(dataset_dir: str | None = None) -> Path:
     cached = cache_dir() / "gsm8k" / GSM8K_FILE
     if cached.is_file() and sha256_file(cached) == GSM8K_SHA256:
         return cached
-    return _download(os.environ.get("EVAL_LAUNCHER_GSM8K_URL") or GSM8K_URL, cached)
+    return fetch_gsm8k(cached)
+
+
+def fetch_gsm8k(dest: Path) -> Path:
+    """Download GSM8K's test split to ``dest`` (env ``EVAL_LAUNCHER_GSM8K_URL`` overrides the
+    URL), verified against the pinned sha256 before it replaces ``dest``."""
+    return _download(os.environ.get("EVAL_LAUNCHER_GSM8K_URL") or GSM8K_URL, dest)
 
 
 def cache_dir() -> Path:

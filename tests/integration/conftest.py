@@ -106,17 +106,21 @@ def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
     """Factory: start a reference endpoint container with a given accuracy on ``network``."""
     started: list[DockerContainer] = []
 
-    def start(accuracy: float, latency_ms: float = 0, *extra: str) -> Endpoint:
+    def start(accuracy: float, latency_ms: float = 0, *extra: str, gsm8k: bool = True,
+              volumes: tuple[tuple[str, str], ...] = ()) -> Endpoint:
+        """``gsm8k``: load the GSM8K-shaped data; ``volumes``: (host, container) read-only."""
+        data = ["--dataset-dir", "/data/gsm8k"] if gsm8k else []
         container = (
             DockerContainer(launcher_image)
             .with_command(["reference-endpoint", "--port", "8000", "--accuracy", str(accuracy),
-                           "--latency-ms", str(latency_ms), "--dataset-dir", "/data/gsm8k",
-                           *extra])
+                           "--latency-ms", str(latency_ms), *data, *extra])
             .with_volume_mapping(str(gsm8k_dir), "/data/gsm8k", "ro")
             .with_network(network)
             .with_network_aliases(ENDPOINT_ALIAS)
             .with_kwargs(labels={TEST_LABEL: "endpoint"}, init=True)
         )
+        for host, target in volumes:
+            container = container.with_volume_mapping(host, target, "ro")
         container.start()
         started.append(container)
         _wait_healthy(container)

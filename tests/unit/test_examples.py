@@ -28,8 +28,10 @@ def test_examples_exist():
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_validate_and_dry_run(example, tmp_path):
     overrides = ["-o", "target.api_endpoint.model_id=m"] if "host_endpoint" in example.name else []
-    if example.name == "custom_task.yaml":  # its dataset_dir is relative to the repo root
-        overrides = ["-o", f"evaluation.tasks.0.dataset_dir={example.parent / 'data' / 'custom'}"]
+    custom_index = {"custom_task.yaml": 0, "local_reference.yaml": 2}.get(example.name)
+    if custom_index is not None:  # its custom dataset_dir is relative to the repo root
+        overrides = ["-o", f"evaluation.tasks.{custom_index}.dataset_dir="
+                           f"{example.parent / 'data' / 'custom'}"]
     proc = launcher("config", "validate", str(example), *overrides, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"ok: {example}")
