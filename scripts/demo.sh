@@ -23,7 +23,7 @@ start=$(date +%s)
 bash scripts/build-images.sh --quiet --tag "$IMAGE"
 
 # GSM8K: a folder you name, else the cache (filled once from the public source if reachable).
-tasks=(-t humaneval -t custom)
+names=(humaneval custom)
 data_mount=() data_args=() override=()
 gsm8k_dir=${GSM8K_DATA_DIR:-}
 if [[ -z $gsm8k_dir ]]; then
@@ -38,7 +38,7 @@ if [[ -z $gsm8k_dir ]]; then
 fi
 if [[ -n $gsm8k_dir ]]; then
   gsm8k_dir=$(cd "$gsm8k_dir" && pwd)
-  tasks+=(-t gsm8k)
+  names+=(gsm8k)
   data_mount=(-v "$gsm8k_dir:/data/gsm8k:ro")
   data_args=(--dataset-dir /data/gsm8k)
   override=(-o evaluation.tasks.1.dataset_dir=/data/gsm8k)
@@ -68,7 +68,9 @@ done
 
 mkdir -p results   # created by you, so the results are yours
 before=$(ls results)
-echo "== launcher container: ${tasks[*]//-t /}, up to $LIMIT samples each"
+tasks=()
+for name in "${names[@]}"; do tasks+=(-t "$name"); done
+echo "== launcher container: ${names[*]}, up to $LIMIT samples each"
 docker run --rm \
   -v /var/run/docker.sock:/var/run/docker.sock \
   -v "$PWD/results:/results" \
@@ -83,20 +85,22 @@ docker run --rm \
 # The reference endpoint answers item i right iff floor((i+1)A) - floor(iA) == 1, so of the
 # first n items exactly floor(n*A) are right: every score is known in advance.
 invocation=$(comm -13 <(echo "$before") <(ls results) | tail -n 1)
-docker run --rm -v "$PWD/results:/results" "$IMAGE" status "${invocation##*-}" --json \
-  --output-dir /results | python3 -c '
+jobs=$(docker run --rm -v "$PWD/results:/results" "$IMAGE" status "${invocation##*-}" --json \
+  --output-dir /results)
+echo "== scores against the expected values (accuracy $ACCURACY)"
+python3 - "$ACCURACY" "$LIMIT" "$jobs" <<'PY'
 import json, math, sys
 from fractions import Fraction
 accuracy, limit = Fraction(sys.argv[1]), int(sys.argv[2])
 sizes = {"humaneval": 164, "gsm8k": 1319, "custom": 10}
 bad = 0
-for job in json.load(sys.stdin):
+for job in json.loads(sys.argv[3]):
     n = min(limit, sizes[job["task"]])
     expected = math.floor(n * accuracy) / n
-    ok = job["state"] == "success" and job["value"] is not None \
-        and abs(job["value"] - expected) < 1e-9
+    ok = job["state"] == "success" and job["value"] is not None and abs(job["value"] - expected) < 1e-9
     bad += not ok
-    print(f"   {job[\"task\"]:<10} {job[\"metric\"] or \"-\"}={job[\"value\"]} expected {expected:.4f}"
-          f" {\"ok\" if ok else \"MISMATCH\"}")
-sys.exit(1 if bad else 0)' "$ACCURACY" "$LIMIT"
+    verdict = "ok" if ok else "MISMATCH"
+    print(f"   {job['task']:<10} {job['metric'] or '-'} {job['value']} expected {expected:.4f} {verdict}")
+sys.exit(1 if bad else 0)
+PY
 echo "== done in $(( $(date +%s) - start ))s; results under ./results/$invocation/"

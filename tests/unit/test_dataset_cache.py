@@ -104,3 +104,32 @@ def test_offline_and_not_cached_is_one_line_with_the_fix(tmp_path: Path, cache: 
     assert message.endswith("give a folder holding GSM8K's test.jsonl:"
                             " -o evaluation.tasks.1.dataset_dir=/path/to/gsm8k")
     assert "\n" not in message
+
+
+def test_datasets_fetch_command(tmp_path: Path, cache: Path, served: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from launcher.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["datasets", "fetch", "gsm8k"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(cache / "gsm8k" / "test.jsonl")
+    assert runner.invoke(cli, ["datasets", "fetch", "gsm8k"]).exit_code == 0
+    assert len(served) == 1  # the second one found the verified copy
+    unknown = runner.invoke(cli, ["datasets", "fetch", "mmlu"])
+    assert unknown.exit_code != 0 and "only gsm8k is downloaded" in str(unknown.exception)
+
+
+def test_datasets_fetch_offline_exits_3(tmp_path: Path, cache: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "launcher", "datasets", "fetch", "gsm8k"],
+                          capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "EVAL_LAUNCHER_CACHE": str(cache),
+                               "EVAL_LAUNCHER_GSM8K_URL": UNREACHABLE, "HOME": str(tmp_path)})
+    assert proc.returncode == 3
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: cannot download GSM8K from {UNREACHABLE}")
+    assert not list(cache.rglob("*.jsonl"))
