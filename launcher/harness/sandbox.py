@@ -367,7 +367,7 @@ def _kill_session(sid: int) -> None:
 
 def _proc_stats() -> list[tuple[int, int, int]]:
     """``(pid, parent pid, session id)`` of every process in /proc."""
-    result = []
+    result: list[tuple[int, int, int]] = []
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -711,11 +711,11 @@ def _supervise_with(spec: dict[str, Any], err: Any) -> dict[str, Any]:
     setup = _read_all(setup_r).decode(errors="replace")
     report: dict[str, Any] = {"landlock": 0}
     for line in setup.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "landlock":
-            report["landlock"] = int(value)
-        elif key == "error":
-            report["error"] = f"could not start the program: {value}"
+        kind, _, detail = line.partition(" ")
+        if kind == "landlock":
+            report["landlock"] = int(detail)
+        elif kind == "error":
+            report["error"] = f"could not start the program: {detail}"
     status, timed_out, disk_exceeded = _wait(pid, spec, start)
     _kill_descendants(pid)
     report.update(timed_out=timed_out, disk_exceeded=disk_exceeded, status=status)

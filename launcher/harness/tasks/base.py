@@ -38,9 +38,18 @@ class Scored:
 
 
 class Task(Protocol):
-    name: str
-    metric: str  # the headline metric (the first one in results.yml)
-    samples_per_item: int  # how many responses the fetch phase gets per item
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def metric(self) -> str:
+        """The headline metric (the first one in results.yml)."""
+        ...
+
+    @property
+    def samples_per_item(self) -> int:
+        """How many responses the fetch phase gets per item."""
+        ...
 
     def load(self, limit: int | None, dataset_dir: str | None = None) -> list[Item]:
         """The items to ask, in dataset order (``limit``: see each task)."""
