@@ -20,10 +20,17 @@ harnesses, as a name that fails -- there with a traceback, here with one line):
    anywhere, rather than being ambiguous between ``simple_evals`` and
    ``bigcode-evaluation-harness``; those stay reachable by their qualified names.
 3. A short name that exactly one external task has: that task.
-4. A short name that several external tasks share: error, ``ambiguous task 'X': qualify it as
-   one of 'h1.X', 'h2.X'``. The target's endpoint type is NOT used to pick one (as in the
-   reference): the choice of harness changes the benchmark, so the user makes it.
-5. Anything else: error naming the closest known names (short and qualified), and pointing to
+4. A short name that several external tasks share. The reference errors here (with a
+   traceback), yet its own example configs use such names (``ifeval``, ``gpqa_diamond``):
+   they were unambiguous when written, before harnesses such as ``codec`` reused them. So the
+   tasks that take the target's endpoint type are kept, and of those the one whose harness
+   comes first in ``HARNESS_PREFERENCE`` (the older, general-purpose harnesses first) is used,
+   with a one-line notice on stderr naming the choice and the qualified name that pins
+   another. When none takes the endpoint type: error, ``ambiguous task 'X': qualify it as
+   one of 'h1.X', 'h2.X'``.
+5. A legacy short name the reference's older catalog had (``LEGACY_NAMES``, e.g. ``mbpp``):
+   the task it became, for the target's endpoint type, with the same kind of notice.
+6. Anything else: error naming the closest known names (short and qualified), and pointing to
    ``launcher ls tasks``. Matching is exact and case-sensitive, as in the reference.
 
 ``evaluation.tasks[].container`` pins an image: for a known task it replaces the catalog image
@@ -42,6 +49,7 @@ import difflib
 import functools
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from importlib import resources
 
@@ -179,12 +187,63 @@ def _known(name: str, found: TaskSpec | list[TaskSpec] | None, *, source: str | 
                       key=key)
 
 
+# Which harness an ambiguous short name means (rule 4): the general-purpose harnesses the
+# reference's examples were written against first; later, specialised ones that reuse names
+# (contamination detection) last. Harnesses not listed rank between, in catalog order.
+HARNESS_PREFERENCE = ("lm-evaluation-harness", "simple_evals", "bigcode-evaluation-harness",
+                      "nemo_skills", "helm", "mmath", "livecodebench")
+HARNESS_LAST = ("codec",)
+# Rule 5: short names of the reference's older catalog -> the qualified name per endpoint type.
+LEGACY_NAMES = {
+    "mbpp": {"chat": "bigcode-evaluation-harness.mbpp-chat",
+             "completions": "bigcode-evaluation-harness.mbpp-completions"},
+    "mbppplus": {"chat": "bigcode-evaluation-harness.mbppplus-chat",
+                 "completions": "bigcode-evaluation-harness.mbppplus-completions"},
+}
+
+
+def _rank(spec: TaskSpec) -> tuple[int, int]:
+    if spec.harness in HARNESS_PREFERENCE:
+        return (0, HARNESS_PREFERENCE.index(spec.harness))
+    return (2, 0) if spec.harness in HARNESS_LAST else (1, 0)
+
+
+def prefer(name: str, found: TaskSpec | list[TaskSpec] | None, endpoint_type: str, *,
+           source: str | None, key: str) -> TaskSpec | list[TaskSpec] | None:
+    """Rules 4 and 5: one task for an ambiguous or legacy short name, with a notice on
+    stderr; ``found`` unchanged when there is nothing to choose."""
+    if found is None and name in LEGACY_NAMES and endpoint_type in LEGACY_NAMES[name]:
+        chosen = find(LEGACY_NAMES[name][endpoint_type])
+        if isinstance(chosen, TaskSpec):
+            _notice(f"task '{name}' of the reference's older catalog is now"
+                    f" '{chosen.qualified_name}' ({endpoint_type}); using it (write that name to"
+                    " silence this)", source=source, key=key)
+            return chosen
+    if not isinstance(found, list):
+        return found
+    usable = sorted((t for t in found if endpoint_type in t.endpoint_types), key=_rank)
+    if not usable:
+        return found
+    chosen, others = usable[0], [t for t in found if t != usable[0]]
+    _notice(f"task '{name}' is in {len(found)} harnesses; using '{chosen.qualified_name}'"
+            f" ({endpoint_type}); to run another, name it: "
+            + " or ".join(f"'{t.qualified_name}'" for t in others), source=source, key=key)
+    return chosen
+
+
+def _notice(message: str, *, source: str | None, key: str) -> None:
+    where = ", ".join(p for p in (source, f"key '{key}'") if p)
+    print(f"notice: {where}: {message}", file=sys.stderr)
+
+
 def resolve(name: str, *, container: str | None, endpoint_type: str, source: str | None,
             key: str) -> TaskSpec:
     """The spec that runs ``evaluation.tasks[i]`` (``key`` is that path), checked against
     the target's endpoint type. A pinned ``container`` replaces the image, or makes an unknown
     name a custom task."""
     found = find(name)
+    if not (container and found is None):
+        found = prefer(name, found, endpoint_type, source=source, key=f"{key}.name")
     if container and found is None:
         if not CUSTOM_NAME.fullmatch(name):
             raise ConfigError(f"custom task name '{name}' may only hold letters, digits and "

@@ -52,9 +52,10 @@ CASES = [
     ("unknown -t task", None, {}, ["-t", "mmlu"], "--task mmlu is not in the config"),
     ("bad interpolation", None, {"execution__output_dir": "${execution.nope}"}, [],
      "key 'execution.output_dir': '${execution.nope}' refers to a key that does not exist"),
-    ("ambiguous task", None, {"evaluation__tasks__0__name": "ifeval"}, [],
-     "key 'evaluation.tasks[0].name': ambiguous task 'ifeval': qualify it as one of "
-     "'lm-evaluation-harness.ifeval', 'codec.ifeval'"),
+    ("ambiguous task", None, {"evaluation__tasks__0__name": "humaneval_instruct",
+                              "target__api_endpoint__type": "completions"}, [],
+     "key 'evaluation.tasks[0].name': ambiguous task 'humaneval_instruct': qualify it as one of "
+     "'lm-evaluation-harness.humaneval_instruct', 'bigcode-evaluation-harness.humaneval_instruct'"),
     ("unknown qualified task", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.gsm9k"},
      [], "key 'evaluation.tasks[0].name': unknown task 'lm-evaluation-harness.gsm9k'; did you "
      "mean 'lm-evaluation-harness.gsm8k'?"),

@@ -99,6 +99,35 @@ def test_external_qualified_and_unique_short_name():
     assert lookup("mmlu_instruct").qualified_name == "lm-evaluation-harness.mmlu_instruct"
 
 
+def test_ambiguous_short_name_resolves_by_endpoint_type_then_harness_preference(capsys):
+    # ifeval: lm-evaluation-harness (chat) and codec (completions): the endpoint type decides.
+    for endpoint_type, chosen in (("chat", "lm-evaluation-harness.ifeval"),
+                                  ("completions", "codec.ifeval")):
+        spec = catalog.resolve("ifeval", container=None, endpoint_type=endpoint_type,
+                               source="eval.yaml", key="evaluation.tasks[0]")
+        assert spec.qualified_name == chosen
+    notices = capsys.readouterr().err.splitlines()
+    assert notices[0] == (
+        "notice: eval.yaml, key 'evaluation.tasks[0].name': task 'ifeval' is in 2 harnesses;"
+        " using 'lm-evaluation-harness.ifeval' (chat); to run another, name it: 'codec.ifeval'")
+    # humaneval_instruct: two harnesses take chat: the preference order decides.
+    spec = catalog.resolve("humaneval_instruct", container=None, endpoint_type="chat",
+                           source="s", key="k")
+    assert spec.qualified_name == "lm-evaluation-harness.humaneval_instruct"
+    assert "'bigcode-evaluation-harness.humaneval_instruct'" in capsys.readouterr().err
+    # gpqa_diamond (simple_evals chat, codec completions), as the reference's examples use it.
+    assert catalog.resolve("gpqa_diamond", container=None, endpoint_type="chat", source="s",
+                           key="k").qualified_name == "simple_evals.gpqa_diamond"
+
+
+def test_legacy_short_names_of_the_older_catalog(capsys):
+    for endpoint_type in ("chat", "completions"):
+        spec = catalog.resolve("mbpp", container=None, endpoint_type=endpoint_type,
+                               source="s", key="k")
+        assert spec.qualified_name == f"bigcode-evaluation-harness.mbpp-{endpoint_type}"
+    assert "task 'mbpp' of the reference's older catalog is now" in capsys.readouterr().err
+
+
 def test_ambiguous_short_name_lists_qualified_choices():
     assert error("ifeval") == (
         "eval.yaml, key 'evaluation.tasks[0].name': ambiguous task 'ifeval': qualify it as one "
@@ -167,7 +196,9 @@ def test_pinned_container_overrides_a_known_tasks_image_and_keeps_its_checks():
         "me/simple-evals:dev", "simple_evals", "nemo-evaluator")
     assert "needs a chat endpoint" in error("simple_evals.mmlu", container="me/x:1",
                                             endpoint_type="completions")
-    assert "ambiguous task 'ifeval'" in error("ifeval", container="me/x:1", endpoint_type="chat")
+    spec = catalog.resolve("ifeval", container="me/x:1", endpoint_type="chat", source="s",
+                           key="k")
+    assert (spec.qualified_name, spec.image) == ("lm-evaluation-harness.ifeval", "me/x:1")
 
 
 def test_custom_task_with_container():
@@ -223,8 +254,9 @@ def test_plan_jobs_for_external_custom_and_builtin(tmp_path):
 
 
 def test_plan_errors_name_the_task_index(tmp_path):
-    with pytest.raises(ConfigError) as info:
-        build(tmp_path, [{"name": "gsm8k"}, {"name": "ifeval"}])
+    with pytest.raises(ConfigError) as info:  # no humaneval_instruct takes completions
+        build(tmp_path, [{"name": "mmlu"}, {"name": "humaneval_instruct"}],
+              endpoint_type="completions")
     assert info.value.key == "evaluation.tasks[1].name"
     assert "qualify it as one of" in info.value.message
     with pytest.raises(ConfigError) as info:
