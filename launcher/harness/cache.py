@@ -67,8 +67,32 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+# SQLite's result codes for a file that is damaged or not a database at all. Any other error
+# (disk full, I/O error, read-only, cannot open) says nothing about the file's contents.
+_CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def is_corrupt(path: str, error: sqlite3.DatabaseError) -> bool:
+    """Whether ``error`` (raised opening ``path``) means the file itself is damaged: its code
+    says so AND an integrity check on a read-only connection confirms it."""
+    if getattr(error, "sqlite_errorcode", None) not in _CORRUPT_CODES:
+        return False
+    try:
+        check = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False  # cannot even look: not proven corrupt
+    try:
+        rows = check.execute("PRAGMA quick_check").fetchall()
+        return rows != [("ok",)]
+    except sqlite3.DatabaseError as e:
+        return getattr(e, "sqlite_errorcode", None) in _CORRUPT_CODES
+    finally:
+        check.close()
+
+
 def open_cache(path: str, warn: Callable[[str], None] = print) -> sqlite3.Connection:
-    """Open (creating) the cache; a file that is not a usable SQLite db is moved aside."""
+    """Open (creating) the cache. A file proven corrupt (see :func:`is_corrupt`) is moved aside;
+    any other error (a full disk, an I/O error) is raised and leaves the file as it is."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     for tries in range(2):
         conn: sqlite3.Connection | None = None
@@ -80,7 +104,7 @@ def open_cache(path: str, warn: Callable[[str], None] = print) -> sqlite3.Connec
         except sqlite3.DatabaseError as e:
             if conn is not None:
                 conn.close()
-            if tries:
+            if tries or not is_corrupt(path, e):
                 raise
             aside = f"{path}.corrupt-{int(time.time())}"
             warn(f"warning: response cache {path} is unusable ({e}); moved to {aside}")
@@ -230,7 +254,11 @@ class ResponseCache:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (e.g. SQLITE_FULL) may already have rolled back: a second
+            # ROLLBACK would raise "no transaction is active" and hide the real error.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         self.commits += 1
         self.rows += len(batch)

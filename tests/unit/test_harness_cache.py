@@ -357,3 +357,75 @@ def test_uncommitted_answers_are_bounded_by_parallelism(
     assert len(result.answers) == 60
     # a worker waits once `parallelism` rows are pending; the others' answers still land
     assert max(pending) < 2 * 4
+
+
+def _healthy_cache(tmp_path: Path, rows: int) -> Path:
+    path = Path(cache_path(str(tmp_path)))
+    cache = ResponseCache(str(path))
+    conn = cache._read
+    conn.executemany("INSERT INTO responses (key, body, created) VALUES (?, ?, 0)",
+                     [(f"k{i}", b"{}") for i in range(rows)])
+    cache.close()
+    return path
+
+
+def test_a_full_disk_at_open_leaves_a_healthy_cache_where_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a file proven corrupt is moved aside: SQLITE_FULL says nothing about the file."""
+    from launcher.harness import cache as cache_mod
+
+    path = _healthy_cache(tmp_path, 56)
+    real = cache_mod._connect
+
+    def full(p: str) -> sqlite3.Connection:
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+        raise error
+
+    monkeypatch.setattr(cache_mod, "_connect", full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        ResponseCache(str(path), warn=pytest.fail)
+    assert not list(path.parent.glob("*.corrupt-*"))
+    monkeypatch.setattr(cache_mod, "_connect", real)
+    assert ResponseCache(str(path)).count() == 56  # intact
+
+
+def test_is_corrupt_checks_the_file_not_only_the_error(tmp_path: Path) -> None:
+    from launcher.harness.cache import is_corrupt
+
+    healthy = _healthy_cache(tmp_path / "a", 3)
+    claim = sqlite3.DatabaseError("database disk image is malformed")
+    claim.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # type: ignore[attr-defined]
+    assert not is_corrupt(str(healthy), claim)  # the integrity check says ok
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    notadb = sqlite3.DatabaseError("file is not a database")
+    notadb.sqlite_errorcode = sqlite3.SQLITE_NOTADB  # type: ignore[attr-defined]
+    assert is_corrupt(str(garbage), notadb)
+
+
+def test_a_full_disk_on_commit_reports_the_real_error(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's own SQLITE_FULL (a page limit stands in for the disk), not 'cannot rollback -
+    no transaction is active'; the rows committed before stay."""
+    from launcher.harness import cache as cache_mod
+
+    path = _healthy_cache(tmp_path, 2)
+    real = cache_mod._connect
+
+    def small_disk(p: str) -> sqlite3.Connection:
+        conn = real(p)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages}")
+        return conn
+
+    monkeypatch.setattr(cache_mod, "_connect", small_disk)
+    cache = ResponseCache(str(path))
+    conn = small_disk(str(path))
+    with pytest.raises(sqlite3.OperationalError, match="full") as info:
+        cache._commit(conn, [(f"new{i}", b"x" * 4096, None) for i in range(50)])
+    assert "no transaction" not in str(info.value)
+    conn.close()
+    cache.close()
+    monkeypatch.setattr(cache_mod, "_connect", real)
+    assert ResponseCache(str(path)).count() == 2
