@@ -47,6 +47,7 @@ def compose(path: str | None, group_overrides: list[str], *, has_defaults: bool,
             source: str) -> dict[str, Any]:
     """The file composed with its ``defaults:`` list (sibling files resolve against the
     file's folder, then the packaged groups), as a plain mapping, not yet interpolated."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -87,7 +88,12 @@ def compose(path: str | None, group_overrides: list[str], *, has_defaults: bool,
         raise _hydra_error(str(exc), folder, source) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(_first_line(str(exc)), source=source) from None
-    except (OSError, ValueError, TypeError) as exc:  # a malformed sibling file, and the like
+    except yaml.MarkedYAMLError as exc:  # a malformed sibling file
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        file = mark.name if mark and os.path.isfile(mark.name) else source
+        raise ConfigError(f"malformed YAML at {where}: {exc.problem}", source=file) from None
+    except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(_first_line(str(exc)), source=source) from None
     assert isinstance(data, dict)
     return {str(k): v for k, v in data.items()}
@@ -143,9 +149,9 @@ def _config_file(name: str, folder: str) -> str | None:
 
 
 def _defaults_of(path: str) -> list[Any]:
-    try:
-        import yaml
+    import yaml
 
+    try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except (OSError, ValueError):
