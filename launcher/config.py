@@ -166,6 +166,8 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return "required value missing"
     if isinstance(exc, _TypeMismatch):
         return str(exc)
+    if isinstance(exc, AttributeError) and attrs.has(type_):  # a scalar where a block belongs
+        return f"expected a mapping of {', '.join(a.name for a in attrs.fields(type_))}"
     return cattrs.v.format_exception(exc, type_)
 
 
@@ -306,8 +308,8 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
     helpers = set(data) - {a.name for a in attrs.fields(Config)}
     helpers &= loader.referenced_roots(data)  # helper blocks (common: {...}) used by ${...}
     data = loader.resolve(data, environ, source=source)
-    endpoint = (data.get("target") or {}).get("api_endpoint")
-    if isinstance(endpoint, Mapping):
+    endpoint = _endpoint_of(data)
+    if endpoint is not None:
         check_api_key_name(endpoint.get("api_key_name"), source=source,
                            key=_OLD_API_KEY if old_key else _API_KEY_NAME)
     data["defaults"] = entries if "_self_" in entries else [*entries, "_self_"]
@@ -330,12 +332,17 @@ _SECRET_PREFIXES = ("sk-", "nvapi-", "hf_", "ghp_", "gho_", "github_pat_", "gsk_
                     "AIza")
 
 
+def _endpoint_of(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    target = data.get("target")
+    endpoint = target.get("api_endpoint") if isinstance(target, Mapping) else None
+    return endpoint if isinstance(endpoint, dict) else None
+
+
 def _rename_old_api_key(data: dict[str, Any], source: str,
                         note: Callable[[str], None]) -> bool:
     """``target.api_endpoint.api_key`` in a file is the older spelling of ``api_key_name``."""
-    endpoint = (data.get("target") or {}).get("api_endpoint") if isinstance(
-        data.get("target"), Mapping) else None
-    if not isinstance(endpoint, dict) or "api_key" not in endpoint:
+    endpoint = _endpoint_of(data)
+    if endpoint is None or "api_key" not in endpoint:
         return False
     if endpoint.get("api_key_name") is not None:
         raise ConfigError("both api_key (the older spelling) and api_key_name are set: keep "

@@ -79,6 +79,7 @@ def test_overrides_parse_yaml_values(tmp_path):
         (MINIMAL, ["target.api_endpoint.url=ftp://x"], "expected an http(s) URL"),
         (MINIMAL, ["execution.mode=fast"], "key 'execution.mode': expected 'sequential' or"),
         (MINIMAL, ["evaluation.tasks=[]"], "key 'evaluation.tasks': no tasks"),
+        (MINIMAL, ["target=5"], "key 'target': expected a mapping of api_endpoint"),
         (MINIMAL, ["nonsense"], "override 'nonsense' is not of the form dotted.key=value"),
     ],
 )
