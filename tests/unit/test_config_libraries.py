@@ -295,3 +295,13 @@ def test_bad_sibling_through_the_cli_is_one_line_exit_2(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+
+
+def test_group_override_on_a_file_without_defaults_and_yml_suffix(tmp_path):
+    path = write(tmp_path, {**BODY, "execution": {"mode": "parallel"}})
+    config, _ = load_config(path, ["execution=local"])
+    assert config.execution.mode == "parallel" and config.execution.type == "local"
+    assert "unknown execution 'slurm'" in error_of(path, ["execution=slurm"])
+    yml = write(tmp_path, BODY, "c.yml")
+    assert error_of(yml).startswith(f"{yml}: expected a .yaml file")
+    assert "rename it to c.yaml" in error_of(yml)
