@@ -7,7 +7,8 @@ lists, dicts, null and quoted strings keep their types). What is ours:
 - ``key=value`` on a key that does not exist sets it instead of failing: the typed schema
   then rejects unknown keys with a "did you mean" hint, which is the friendlier error.
 - List items are addressed by index (``evaluation.tasks.0.name=gsm8k``); an index one past
-  the end appends.
+  the end appends. As in the reference, a task may be addressed by its name instead
+  (``evaluation.tasks.gsm8k.timeout=600``).
 - ``target.api_endpoint.api_key`` (an older spelling) is rewritten to ``api_key_name``.
 - Every mistake is one line naming the override and a fix; values of key-related settings
   are never echoed.
@@ -123,6 +124,7 @@ def apply(data: dict[str, Any], override: Override) -> None:
     *parents, last = override.path
     node: Any = data
     for i, part in enumerate(parents):
+        part = _by_name(node, part, override)
         child = _child(node, part, override)
         if child is _ABSENT or not isinstance(child, dict | list):
             if override.kind == DELETE:
@@ -135,6 +137,7 @@ def apply(data: dict[str, Any], override: Override) -> None:
     if not isinstance(node, dict | list):
         raise ConfigError(f"override '{override.shown()}': cannot set '{override.key}', its "
                           "parent is not a mapping", source=SOURCE, key=override.key)
+    last = _by_name(node, last, override)
     current = _child(node, last, override)
     if override.kind == DELETE:
         if current is _ABSENT:
@@ -166,6 +169,23 @@ def apply(data: dict[str, Any], override: Override) -> None:
             node[index] = value
     else:
         node[last] = value
+
+
+def _by_name(node: Any, part: str, override: Override) -> str:
+    """The reference's sugar ``evaluation.tasks.<name>.x=v``: a list of named items (tasks)
+    may be indexed by an item's name (or its last dotted part) instead of its position."""
+    if not isinstance(node, list) or part.isdigit():
+        return part
+    found = [i for i, item in enumerate(node) if isinstance(item, Mapping) and (
+        item.get("name") == part or str(item.get("name", "")).rsplit(".", 1)[-1] == part)]
+    if len(found) == 1:
+        return str(found[0])
+    names = [str(item.get("name")) for item in node if isinstance(item, Mapping)]
+    what = "more than one item is named" if found else "no item is named"
+    raise ConfigError(f"override '{override.shown()}': {what} '{part}' in this list (names: "
+                      f"{', '.join(names) or 'none'}); use an index, e.g. "
+                      f"{override.key.replace(f'.{part}', '.0', 1)}", source=SOURCE,
+                      key=override.key)
 
 
 def _child(node: Any, part: str, override: Override) -> Any:

@@ -305,3 +305,14 @@ def test_group_override_on_a_file_without_defaults_and_yml_suffix(tmp_path):
     yml = write(tmp_path, BODY, "c.yml")
     assert error_of(yml).startswith(f"{yml}: expected a .yaml file")
     assert "rename it to c.yaml" in error_of(yml)
+
+
+def test_tasks_addressed_by_name(tmp_path):
+    path = write(tmp_path, {**BODY, "evaluation": {"tasks": [
+        {"name": "gsm8k"}, {"name": "lm-evaluation-harness.ifeval"}]}})
+    config, _ = load_config(path, ["+evaluation.tasks.gsm8k.timeout=600",
+                                   "+evaluation.tasks.ifeval.env_vars={A: lit:x}"])
+    assert config.evaluation.tasks[0].timeout == 600
+    assert config.evaluation.tasks[1].env_vars == {"A": "lit:x"}
+    message = error_of(path, ["evaluation.tasks.mmlu.timeout=5"])
+    assert "no item is named 'mmlu'" in message and "evaluation.tasks.0.timeout" in message
