@@ -197,6 +197,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise ConfigError("is a directory, expected a YAML file", source=path) from None
     except PermissionError:
         raise ConfigError("cannot read the file (permission denied)", source=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read the file: it is not UTF-8 text", source=path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"

@@ -40,6 +40,8 @@ def _read(path: str) -> dict[str, str]:
             text = fh.read()
     except OSError as exc:
         raise ConfigError(f"cannot read env file: {exc.strerror}", source=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read env file: it is not UTF-8 text", source=path) from None
     return parse(text, source=path)
 
 

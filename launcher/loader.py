@@ -85,6 +85,9 @@ def compose(path: str | None, group_overrides: list[str], *, has_defaults: bool,
                 own: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
                 data = deep_merge(data, own) if isinstance(own, dict) else data
     except HydraException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OmegaConfBaseException) and not str(exc).strip():
+            raise _omegaconf_error(cause, {}, source) from None  # e.g. a bad ${...}
         raise _hydra_error(str(exc), folder, source) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(_first_line(str(exc)), source=source) from None
@@ -93,8 +96,8 @@ def compose(path: str | None, group_overrides: list[str], *, has_defaults: bool,
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         file = mark.name if mark and os.path.isfile(mark.name) else source
         raise ConfigError(f"malformed YAML at {where}: {exc.problem}", source=file) from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(_first_line(str(exc)), source=source) from None
+    except (OSError, ValueError, TypeError) as exc:  # e.g. a malformed defaults entry
+        raise _hydra_error(str(exc), folder, source) from None
     assert isinstance(data, dict)
     return {str(k): v for k, v in data.items()}
 
@@ -104,16 +107,25 @@ def _quote(text: str) -> str:
 
 
 def _first_line(message: str) -> str:
-    return next((line.strip() for line in message.splitlines() if line.strip()), message)
+    """The first non-empty line; one ending in ':' is continued by the next (Hydra's
+    "X raised while composing config:" puts the reason there)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "cannot compose the config"
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
 
 
 def _hydra_error(message: str, folder: str, source: str) -> ConfigError:
     first = _first_line(message)
     where = source
-    match = re.match(r"In '([^']+)': (.*)", first)
+    match = re.match(r"In '?([^':]+)'?: (.*)", first)
     if match:
         name, first = match.groups()
         where = _config_file(name, folder) or source
+    if "Cannot merge DictConfig with ListConfig" in message:
+        return ConfigError("expected a mapping at the top level, got a list", source=where)
     entries = _defaults_of(where)
     found = re.match(r"Could not find '([^']+)/([^']+)'", first)
     if found:

@@ -77,6 +77,10 @@ def parse(texts: Iterable[str]) -> list[Override]:
                               "with special characters: -o \"key='a=b,c'\")",
                               source=SOURCE) from None
         key = parsed.key_or_group
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override '{shown(text)}' is not of the form dotted.key=value "
+                              "(the key is empty); e.g. -o execution.output_dir=/results",
+                              source=SOURCE)
         if parsed.package is not None:
             raise ConfigError(f"override '{shown(text)}': '@package' is not supported; write "
                               "the full dotted key instead", source=SOURCE)

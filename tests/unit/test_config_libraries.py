@@ -316,3 +316,26 @@ def test_tasks_addressed_by_name(tmp_path):
     assert config.evaluation.tasks[1].env_vars == {"A": "lit:x"}
     message = error_of(path, ["evaluation.tasks.mmlu.timeout=5"])
     assert "no item is named 'mmlu'" in message and "evaluation.tasks.0.timeout" in message
+
+
+@pytest.mark.parametrize(("defaults", "extra", "overrides", "needle"), [
+    (["_list", "_self_"], {}, [], "_list.yaml: expected a mapping at the top level, got a list"),
+    ([{"a": 1, "b": 2}], {}, [], "key 'defaults': Too many keys in default item"),
+    ([5], {}, [], "key 'defaults': Unsupported type in defaults"),
+    (["_self_"], {"x": "${a"}, [], "key 'x': cannot parse the ${...} in this value"),
+    (["_self_"], {}, ["=x"], "override '=x' is not of the form dotted.key=value"),
+    (["_self_"], {}, ["a..b=1"], "override 'a..b=1' is not of the form dotted.key=value"),
+    (["_self_"], {}, ["@x=1"], "override '@x=1' is not of the form"),
+])
+def test_malformed_input_is_one_config_error_line(tmp_path, defaults, extra, overrides, needle):
+    (tmp_path / "_list.yaml").write_text("- 1\n")
+    path = write(tmp_path, {"defaults": defaults, **BODY, **extra})
+    assert needle in error_of(path, overrides)
+
+
+def test_files_that_are_not_utf8(tmp_path):
+    (tmp_path / "c.yaml").write_bytes(b"\xff\xfe: 1\n")
+    assert "not UTF-8 text" in error_of(str(tmp_path / "c.yaml"))
+    (tmp_path / "bad.env").write_bytes(b"\x00\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        dotenv.host_environment(None, str(tmp_path / "bad.env"), environ={})
