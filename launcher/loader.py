@@ -33,13 +33,6 @@ def packaged_dir() -> str:
     return str(resources.files("launcher").joinpath("data/configs"))
 
 
-def group_options(folder: str, group: str) -> list[str]:
-    path = os.path.join(folder, group)
-    if not os.path.isdir(path):
-        return []
-    return sorted(n.removesuffix(".yaml") for n in os.listdir(path) if n.endswith(".yaml"))
-
-
 # --------------------------------------------------------------------------- Hydra
 
 
@@ -83,7 +76,9 @@ def compose(path: str | None, group_overrides: list[str], *, has_defaults: bool,
                 from launcher.config import deep_merge
 
                 own: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-                data = deep_merge(data, own) if isinstance(own, dict) else data
+                if isinstance(own, dict):
+                    own.pop("hydra", None)  # Hydra's own settings, as compose drops them
+                    data = deep_merge(data, own)
     except HydraException as exc:
         cause = exc.__cause__
         if isinstance(cause, OmegaConfBaseException) and not str(exc).strip():
