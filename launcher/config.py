@@ -1,4 +1,5 @@
-"""The run config: typed models (attrs), loading from YAML, ``-o`` overrides, validation.
+"""The run config: typed models (attrs), loading (Hydra + OmegaConf), ``-o`` overrides,
+validation.
 
 The YAML shape follows the reference launcher (NeMo Evaluator Launcher) so its configs run
 unchanged. Conversion happens once, at the edge (``load_config``): the rest of the launcher
@@ -11,7 +12,9 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-from collections.abc import Iterable, Mapping
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any, get_origin
 
@@ -21,8 +24,6 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from launcher import interpolate
-from launcher import overrides as overrides_mod
 from launcher.errors import ConfigError
 
 MISSING_MARK = "???"  # the reference's marker for "the user must supply this value"
@@ -165,6 +166,8 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return "required value missing"
     if isinstance(exc, _TypeMismatch):
         return str(exc)
+    if isinstance(exc, AttributeError) and attrs.has(type_):  # a scalar where a block belongs
+        return f"expected a mapping of {', '.join(a.name for a in attrs.fields(type_))}"
     return cattrs.v.format_exception(exc, type_)
 
 
@@ -194,6 +197,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise ConfigError("is a directory, expected a YAML file", source=path) from None
     except PermissionError:
         raise ConfigError("cannot read the file (permission denied)", source=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read the file: it is not UTF-8 text", source=path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -215,49 +220,7 @@ def _packaged(name: str) -> dict[str, Any] | None:
     return yaml.safe_load(node.read_text(encoding="utf-8")) or {}
 
 
-def _group_options(group: str) -> list[str]:
-    folder = resources.files("launcher").joinpath(f"data/configs/{group}")
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
-                  if p.name.endswith(".yaml"))
-
-
 DEFAULTS_LIST: list[Any] = [{"execution": "local"}, {"deployment": "none"}, "_self_"]
-
-
-def compose(user: dict[str, Any], source: str) -> dict[str, Any]:
-    """Resolve the ``defaults:`` list against the packaged configs, Hydra style.
-
-    Layers, later wins: the packaged base, then each group option and ``_self_`` (the user's
-    file) in list order; ``_self_`` goes last when the list does not name it.
-    """
-    entries = user.get("defaults", DEFAULTS_LIST)
-    if not isinstance(entries, list):
-        raise ConfigError(f"expected a list, got {_describe(entries)}", source=source,
-                          key="defaults")
-    body = {k: v for k, v in user.items() if k != "defaults"}
-    data = _packaged("base") or {}
-    if "_self_" not in entries:
-        entries = [*entries, "_self_"]
-    for i, entry in enumerate(entries):
-        if entry == "_self_":
-            data = deep_merge(data, body)
-            continue
-        if not (isinstance(entry, dict) and len(entry) == 1):
-            raise ConfigError(f"expected 'group: option' or _self_, got {_describe(entry)}",
-                              source=source, key=f"defaults[{i}]")
-        ((group, option),) = entry.items()
-        group = str(group).removeprefix("override ").strip()
-        if group not in ("execution", "deployment"):
-            raise ConfigError(f"unknown defaults group '{group}' (known: deployment, execution)",
-                              source=source, key=f"defaults[{i}]")
-        layer = _packaged(f"{group}/{option}")
-        if layer is None:
-            options = ", ".join(_group_options(group))
-            raise ConfigError(f"unknown {group} '{option}' (available: {options})",
-                              source=source, key=f"defaults[{i}].{group}")
-        data = deep_merge(data, {group: layer})
-    data["defaults"] = entries
-    return data
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,17 +263,42 @@ def _find_missing(data: Any, path: str = "") -> str | None:
     return None
 
 
-def load_config(path: str | None, overrides: Iterable[str] = (),
-                environ: Mapping[str, str] | None = None) -> tuple[Config, dict[str, Any]]:
-    """Read, compose with the packaged defaults, apply overrides, interpolate, validate.
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
 
-    Returns the typed config and the resolved raw mapping (for ``config show``, ``--dry-run``
-    and the invocation record). ``path`` None means the built-in defaults alone.
+
+def load_config(path: str | None, overrides: Iterable[str] = (),
+                environ: Mapping[str, str] | None = None,
+                note: Callable[[str], None] = _note) -> tuple[Config, dict[str, Any]]:
+    """Read, compose the ``defaults:`` list (Hydra), apply overrides, interpolate (OmegaConf),
+    validate.
+
+    Layers, later wins: the packaged base, the defaults list (``_self_`` last unless placed),
+    then ``-o`` overrides. Returns the typed config and the resolved raw mapping (for
+    ``config show``, ``--dry-run`` and the invocation record). ``path`` None means the
+    built-in defaults alone. Deprecation notes go to ``note`` once the config is valid.
     """
+    from launcher import loader
+    from launcher import overrides as overrides_mod
+
     source = path or "<built-in defaults>"
-    data = compose(_read_yaml(path) if path else {}, source)
-    for text in overrides:
-        overrides_mod.apply(data, text)
+    user = _read_yaml(path) if path else {}
+    entries = user.get("defaults", DEFAULTS_LIST)
+    if not isinstance(entries, list):
+        raise ConfigError(f"expected a list, got {_describe(entries)}", source=source,
+                          key="defaults")
+    notes: list[str] = []
+    parsed = overrides_mod.rename_old_api_key(overrides_mod.parse(overrides), notes.append)
+    groups = [o for o in parsed if o.key in loader.PACKAGED_GROUPS and o.kind != "delete"
+              and isinstance(o.value, str)]
+    composed = loader.compose(path, [o.text for o in groups], has_defaults="defaults" in user,
+                              source=source)
+    data = deep_merge(_packaged("base") or {}, composed)
+    old_key = _rename_old_api_key(data, source, notes.append) or bool(notes)
+    for override in parsed:
+        if override not in groups:
+            overrides_mod.apply(data, override)
+    old_key = _rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
     missing = _find_missing(data)
     if missing:
         raise ConfigError(
@@ -319,14 +307,79 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
             source=source,
             key=missing,
         )
-    data = interpolate.resolve(data, os.environ if environ is None else environ, source=source)
+    helpers = set(data) - {a.name for a in attrs.fields(Config)}
+    helpers &= loader.referenced_roots(data)  # helper blocks (common: {...}) used by ${...}
+    data = loader.resolve(data, environ, source=source)
+    endpoint = _endpoint_of(data)
+    if endpoint is not None:
+        check_api_key_name(endpoint.get("api_key_name"), source=source,
+                           key=_OLD_API_KEY if old_key else _API_KEY_NAME)
+    data["defaults"] = entries if "_self_" in entries else [*entries, "_self_"]
+    body = {k: v for k, v in data.items() if k not in helpers}
     try:
-        config = _converter.structure(data, Config)
+        config = _converter.structure(body, Config)
     except (ClassValidationError, IterableValidationError) as exc:
         key, message = _first_error(exc)
         raise ConfigError(message, source=source, key=key or None) from None
     _check_semantics(config, source)
+    for text in dict.fromkeys(notes):
+        note(text)
     return config, data
+
+
+_OLD_API_KEY = "target.api_endpoint.api_key"
+_API_KEY_NAME = "target.api_endpoint.api_key_name"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_PREFIXES = ("sk-", "nvapi-", "hf_", "ghp_", "gho_", "github_pat_", "gsk_", "xoxb-",
+                    "AIza")
+
+
+def _endpoint_of(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    target = data.get("target")
+    endpoint = target.get("api_endpoint") if isinstance(target, Mapping) else None
+    return endpoint if isinstance(endpoint, dict) else None
+
+
+def _rename_old_api_key(data: dict[str, Any], source: str,
+                        note: Callable[[str], None]) -> bool:
+    """``target.api_endpoint.api_key`` in a file is the older spelling of ``api_key_name``."""
+    endpoint = _endpoint_of(data)
+    if endpoint is None or "api_key" not in endpoint:
+        return False
+    if endpoint.get("api_key_name") is not None:
+        raise ConfigError("both api_key (the older spelling) and api_key_name are set: keep "
+                          "only api_key_name: NAME (the host variable holding the key)",
+                          source=source, key=_OLD_API_KEY)
+    endpoint["api_key_name"] = endpoint.pop("api_key")
+    note(f"{_OLD_API_KEY} is the older spelling of {_API_KEY_NAME} (the NAME of the host "
+         f"environment variable holding the key); write api_key_name instead")
+    return True
+
+
+def looks_like_secret(value: str) -> bool:
+    """A key pasted where a variable NAME belongs: a known key prefix, or long and mixed."""
+    if len(value) < 20:
+        return False
+    mixed = (any(c.islower() for c in value) and any(c.isupper() for c in value)
+             and any(c.isdigit() for c in value))
+    return value.startswith(_SECRET_PREFIXES) or mixed
+
+
+def check_api_key_name(value: Any, *, source: str, key: str = _API_KEY_NAME) -> None:
+    """``api_key_name`` holds a variable NAME: it reaches generated shell scripts, so only
+    ``[A-Za-z_][A-Za-z0-9_]*`` passes, and a value that may be the key itself is never shown."""
+    if value is None:
+        return
+    fix = (f"export the key as a host variable (export NGC_API_KEY=...) and pass its name: "
+           f"-o {_API_KEY_NAME}=NGC_API_KEY")
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError("expected the NAME of the host environment variable that holds the "
+                          "API key; this value (not shown, it may be the key itself) is not a "
+                          f"variable name: {fix}", source=source, key=key)
+    if looks_like_secret(value):
+        raise ConfigError("this looks like an API key itself (not shown), but the setting "
+                          f"holds the NAME of the host environment variable with the key: {fix}",
+                          source=source, key=key)
 
 
 def _check_semantics(config: Config, source: str) -> None:

@@ -1,43 +1,48 @@
-"""Host variables from ``--env-file FILE`` and a ``.env`` beside the config.
+"""Host variables from ``--env-file FILE`` and a ``.env`` beside the config (python-dotenv).
 
-They only supply variables that are not already set in the launcher's environment, and they
-stay in memory: the launcher hands their values to the engine, never to a file.
+Our policy on top of python-dotenv's parser:
+
+- The files only supply variables that are not already set in the launcher's environment
+  (os.environ wins, then ``--env-file``, then the ``.env`` beside the config).
+- They stay in memory: nothing is written to ``os.environ`` or to a file; the launcher hands
+  the values to the engine.
+- Values are taken literally (no ``${VAR}`` expansion), and a line that is not ``NAME=value``
+  (a bare word, a bad name) is an error naming the file and the line, not a skipped line.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
 
 from launcher.errors import ConfigError
 
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse(text: str, *, source: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            raise ConfigError(f"line {number} is not NAME=value", source=source)
-        name, raw = match.groups()
-        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-            raw = raw[1:-1]
-        else:
-            raw = re.sub(r"\s+#.*$", "", raw)
-        values[name] = raw
-    return values
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key is not None and (
+                binding.value is None or not _NAME.fullmatch(binding.key))):
+            raise ConfigError(f"line {binding.original.line} is not NAME=value", source=source)
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _read(path: str) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as fh:
-            return parse(fh.read(), source=path)
+            text = fh.read()
     except OSError as exc:
         raise ConfigError(f"cannot read env file: {exc.strerror}", source=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read env file: it is not UTF-8 text", source=path) from None
+    return parse(text, source=path)
 
 
 def host_environment(config_path: str | None, env_file: str | None,

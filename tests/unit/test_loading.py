@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from launcher import dotenv, interpolate
-from launcher.config import compose, load_config, locate
+from launcher import dotenv, loader
+from launcher.config import load_config, locate
 from launcher.errors import ConfigError
 from launcher.prepare import ConfigOptions, load, select_tasks
 
@@ -16,29 +16,45 @@ BODY = {
 }
 
 
-def test_defaults_list_resolves_packaged_groups():
+def compose(user: dict, tmp_path) -> dict:
+    """The composed, resolved raw mapping of a config file holding ``user``."""
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BODY, **user}))
+    return load_config(str(path))[1]
+
+
+def test_defaults_list_resolves_packaged_groups(tmp_path):
     data = compose({"defaults": [{"execution": "local"}, {"deployment": "none"}, "_self_"],
-                    **BODY, "execution": {"mode": "parallel"}}, "c.yaml")
+                    "execution": {"mode": "parallel"}}, tmp_path)
     assert data["execution"]["type"] == "local" and data["execution"]["mode"] == "parallel"
     assert data["execution"]["max_parallel"] == 4
     assert data["deployment"] == {"type": "none"}
 
 
-def test_self_first_lets_defaults_win():
+def test_self_first_lets_defaults_win(tmp_path):
     data = compose({"defaults": ["_self_", {"execution": "local"}],
-                    "execution": {"mode": "parallel"}}, "c.yaml")
+                    "execution": {"mode": "parallel"}}, tmp_path)
     assert data["execution"]["mode"] == "sequential"
 
 
-@pytest.mark.parametrize(("defaults", "needle"), [
-    ([{"execution": "slurm"}], "unknown execution 'slurm' (available: local)"),
-    ([{"cluster": "x"}], "unknown defaults group 'cluster'"),
-    (["oops"], "expected 'group: option' or _self_"),
+def test_no_defaults_list_means_the_usual_one_with_the_file_winning(tmp_path):
+    data = compose({"execution": {"mode": "parallel"}}, tmp_path)
+    assert data["execution"]["mode"] == "parallel" and data["execution"]["type"] == "local"
+    assert data["deployment"] == {"type": "none"}
+
+
+@pytest.mark.parametrize(("defaults", "needle", "key"), [
+    ([{"execution": "slurm"}], "unknown execution 'slurm' (available: local)",
+     "defaults[0].execution"),
+    (["_self_", {"cluster": "x"}], "unknown defaults group 'cluster'", "defaults[1]"),
+    (["oops"], "no config 'oops'", "defaults[0]"),
 ])
-def test_bad_defaults(defaults, needle):
+def test_bad_defaults(tmp_path, defaults, needle, key):
     with pytest.raises(ConfigError) as info:
-        compose({"defaults": defaults}, "c.yaml")
-    assert needle in info.value.message and "key 'defaults[0]" in info.value.message
+        compose({"defaults": defaults}, tmp_path)
+    assert needle in info.value.message and f"key '{key}'" in info.value.message
+    assert info.value.message.startswith(str(tmp_path / "c.yaml"))
+    assert "\n" not in info.value.message
 
 
 def test_locate():
@@ -54,15 +70,15 @@ def test_interpolation_types_env_and_errors():
     data = {"a": {"n": 3, "s": "x"}, "ref": "${a.n}", "text": "n=${a.n}/${a.s}",
             "env": "${oc.env:HOME_X}", "dflt": "${oc.env:NOPE,'fallback'}",
             "chain": "${ref}", "esc": "\\${a.n}"}
-    out = interpolate.resolve(data, {"HOME_X": "/h"}, source="c.yaml")
+    out = loader.resolve(data, {"HOME_X": "/h"}, source="c.yaml")
     assert out["ref"] == 3 and out["text"] == "n=3/x" and out["env"] == "/h"
     assert out["dflt"] == "fallback" and out["chain"] == 3 and out["esc"] == "${a.n}"
-    with pytest.raises(ConfigError, match="circular reference: b -> a -> b"):
-        interpolate.resolve({"a": "${b}", "b": "${a}"}, {}, source="c.yaml")
+    with pytest.raises(ConfigError, match="circular reference: a -> b -> a"):
+        loader.resolve({"a": "${b}", "b": "${a}"}, {}, source="c.yaml")
     with pytest.raises(ConfigError, match="needs host variable NOPE"):
-        interpolate.resolve({"a": "${oc.env:NOPE}"}, {}, source="c.yaml")
-    with pytest.raises(ConfigError, match="unsupported resolver"):
-        interpolate.resolve({"a": "${oc.create:x}"}, {}, source="c.yaml")
+        loader.resolve({"a": "${oc.env:NOPE}"}, {}, source="c.yaml")
+    with pytest.raises(ConfigError, match="unsupported resolver 'nope'"):
+        loader.resolve({"a": "${nope:x}"}, {}, source="c.yaml")
 
 
 def test_dotenv_parsing_and_precedence(tmp_path):
