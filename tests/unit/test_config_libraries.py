@@ -280,10 +280,18 @@ def test_quick_start_command_works_in_dry_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     document = yaml.safe_load(proc.stdout)
     assert document["config"]["target"]["api_endpoint"]["api_key_name"] == "API_KEY"
-    assert proc.stderr.strip().splitlines() == [
+    note, *notices = proc.stderr.strip().splitlines()
+    assert note == (
         "note: target.api_endpoint.api_key is the older spelling of "
         "target.api_endpoint.api_key_name (the NAME of the host environment variable holding "
-        "the key); use -o target.api_endpoint.api_key_name=NAME"]
+        "the key); use -o target.api_endpoint.api_key_name=NAME")
+    # The reference's short names resolve, each with a notice naming the harness chosen.
+    assert [line.split("': ", 1)[1].split(";")[0] for line in notices] == [
+        "task 'ifeval' is in 2 harnesses", "task 'gpqa_diamond' is in 2 harnesses",
+        "task 'mbpp' of the reference's older catalog is now"
+        " 'bigcode-evaluation-harness.mbpp-chat' (chat)"]
+    assert [job["image"].rsplit("/", 1)[1] for job in document["plan"]["jobs"]] == [
+        "lm-evaluation-harness:26.03", "simple-evals:26.03", "bigcode-evaluation-harness:26.03"]
     assert "sk-quick-start-secret" not in proc.stdout + proc.stderr
     assert list(tmp_path.iterdir()) == []
 
