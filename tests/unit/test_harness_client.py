@@ -475,3 +475,88 @@ def test_proxy_env_is_bypassed_for_loopback_and_no_proxy(monkeypatch: pytest.Mon
     assert ChatClient("http://localhost:8000/v1", "m").proxy is None
     assert ChatClient("https://internal.example/v1", "m").proxy is None
     assert ChatClient("https://api.example/v1", "m").proxy == "http://proxy.example:3128"
+
+
+# -- non-retryable HTTP errors: the server's message, never the key ---------------------------
+
+
+@pytest.mark.parametrize(("status", "payload", "expected"), [
+    (422, {"error": {"message": "unknown prompt: gsm8k data not loaded; start it with"
+                                " --dataset-dir DIR", "type": "invalid_request_error"}},
+     "HTTP 422 Unprocessable Entity: unknown prompt: gsm8k data not loaded; start it with"
+     " --dataset-dir DIR"),
+    (400, {"error": "model 'x' not found"}, "HTTP 400 Bad Request: model 'x' not found"),
+    (404, {"detail": "Not Found"}, "HTTP 404 Not Found: Not Found"),
+    (403, b"forbidden\n  by policy", "HTTP 403 Forbidden: forbidden by policy"),
+    (401, b"", "HTTP 401 Unauthorized"),
+])
+def test_client_error_message_is_the_servers(
+    server: StubServer, status: int, payload: Any, expected: str
+) -> None:
+    server.script = [(status, {}, payload)]
+    with pytest.raises(EndpointError) as e:
+        _complete(_client(server.url, max_retries=5), "a")
+    assert str(e.value) == f"{server.url}: {expected}"
+    assert len(server.requests) == 1
+
+
+def test_long_error_message_is_truncated_to_one_line(server: StubServer) -> None:
+    server.script = [(400, {}, {"error": {"message": "bad\nrequest " + "x" * 5000}})]
+    with pytest.raises(EndpointError) as e:
+        _complete(_client(server.url), "a")
+    message = str(e.value)
+    assert "\n" not in message and message.endswith("...") and len(message) < 400
+    assert "HTTP 400 Bad Request: bad request xxx" in message
+
+
+def test_api_key_is_scrubbed_from_errors_and_snippets(server: StubServer) -> None:
+    key = "sk-live-0123456789"
+    seen: list[Attempt] = []
+    server.script = [(500, {}, {"error": {"message": f"key {key} is over quota"}}),
+                     (401, {}, {"error": {"message": f"invalid key {key}"}})]
+    with pytest.raises(EndpointError) as e:
+        _complete(_client(server.url, api_key=key, observer=lambda a, c: seen.append(a)), "a")
+    assert str(e.value).endswith("HTTP 401 Unauthorized: invalid key ***")
+    assert len(seen) == 2
+    for a in seen:
+        assert key not in a.message and key not in a.response_snippet
+        assert "***" in a.message and "***" in a.response_snippet
+
+
+def test_run_eval_fails_the_task_with_the_servers_message(
+    server: StubServer, tmp_path: Any, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reference endpoint without its data answers 422: the task fails (exit 1, no results)
+    with one error line carrying the message, and the key appears nowhere."""
+    import yaml
+
+    from launcher.harness.run_eval import main
+
+    key = "sk-test-key-42"
+    monkeypatch.setenv("BENCH_KEY", key)
+    message = "unknown prompt: gsm8k data not loaded; start it with --dataset-dir DIR"
+    server.default = (422, {}, {"error": {"message": f"{message} (key {key})"}})
+    data = tmp_path / "datasets"
+    data.mkdir()
+    (data / "qa.jsonl").write_text(json.dumps({"question": "2 + 2?", "answer": 4}) + "\n")
+    out = tmp_path / "results"
+    cfg = {
+        "config": {"type": "custom", "output_dir": str(out),
+                   "params": {"max_retries": 3,
+                              "extra": {"dataset_dir": str(data), "dataset_path": "qa.jsonl"}}},
+        "target": {"api_endpoint": {"url": server.url, "model_id": "m",
+                                    "api_key_name": "BENCH_KEY"}},
+    }  # fmt: skip
+    path = tmp_path / "run_config.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(str(path)) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err == [f"error: {server.url}: HTTP 422 Unprocessable Entity: {message} (key ***)"]
+    assert len(server.requests) == 1  # not retried
+    assert not (out / "results.yml").exists() and not (out / "samples.jsonl").exists()
+    assert key not in captured.out
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert key.encode() not in f.read_bytes(), f
