@@ -405,6 +405,7 @@ class ChatClient:
             connector=Connector(limit=0, ssl=self._ssl),
             timeout=aiohttp.ClientTimeout(total=None),  # ours: asyncio.timeout per attempt
             trust_env=False,  # the proxy is resolved once, see proxy_for()
+            cookie_jar=aiohttp.DummyCookieJar(),  # an API needs none; saves work per request
             raise_for_status=False,
         )
         return self._session
