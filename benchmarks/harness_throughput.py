@@ -157,9 +157,9 @@ def worker_lm_eval(url: str, n: int, parallelism: int, out: str) -> dict[str, An
     # Offline, and a fresh Hugging Face cache (the JSON file is converted on first use).
     os.environ.update(HF_HOME=str(d / "hf"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1",
                       TOKENIZERS_PARALLELISM="false")
-    import lm_eval
-    from lm_eval.models.api_models import TemplateAPI
-    from lm_eval.tasks import TaskManager
+    import lm_eval  # type: ignore[import-untyped]
+    from lm_eval.models.api_models import TemplateAPI  # type: ignore[import-untyped]
+    from lm_eval.tasks import TaskManager  # type: ignore[import-untyped]
 
     phase: dict[str, float] = {}
     generate = TemplateAPI.generate_until
