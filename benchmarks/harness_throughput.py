@@ -4,12 +4,17 @@ Starts ``python -m launcher.reference_endpoint --latency-ms 50`` (a subprocess o
 of 127.0.0.1) and measures, each in a fresh subprocess:
 
 * ours: N requests (default 2000) at parallelism 64 through the harness's real fetch path
-  (``launcher.harness.fetch.fetch_responses``: asyncio client, adaptive limiter, response cache
-  committed to SQLite in a temp dir, progress.json). Ideal time = N * latency / parallelism
-  (1.56 s); efficiency = ideal / achieved (median of ``--repeat`` runs);
+  (``launcher.harness.fetch.fetch_responses``: aiohttp, our retries and adaptive limiter,
+  response cache committed to SQLite in a temp dir, progress.json). Ideal time = N * latency /
+  parallelism (1.56 s); efficiency = ideal / achieved (median of ``--repeat`` runs); and our
+  CPU per request in that call;
 * the same workload through a peer harness, inspect-ai (``pip install .[bench]``): its
   ``openai-api`` provider pointed at the endpoint, ``max_connections=64``, ``max_samples=64``;
   prints peer time / our time;
+* a whole task on both sides against lm-evaluation-harness (``lm_eval[api]``, its
+  ``local-chat-completions`` model at ``num_concurrent=64``): the same N prompts in a JSONL
+  file the benchmark writes, a task YAML for lm-eval and a ``custom`` task run by our
+  ``run_eval``; request phase, whole process (wall time of the subprocess) and peak RSS;
 * our peak RSS (VmHWM, i.e. ``ru_maxrss`` without what Linux carries over an exec) for 1,000
   and 10,000 requests: the request machinery is O(parallelism); what grows is the prompts and
   answers the run keeps for scoring;
@@ -17,8 +22,9 @@ of 127.0.0.1) and measures, each in a fresh subprocess:
 
     pip install '.[bench]' && python benchmarks/harness_throughput.py
     python benchmarks/harness_throughput.py --no-peer --repeat 5
+    python benchmarks/harness_throughput.py --no-inspect    # ours and lm-eval only
 
-The last line is ``RESULT efficiency=<x> peer_ratio=<y|na> peak_mb=<z>``.
+The last line is ``RESULT efficiency=<x> peer_ratio=<y|na> lm_eval_ratio=<z|na> peak_mb=<m>``.
 """
 
 from __future__ import annotations
