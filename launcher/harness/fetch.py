@@ -226,7 +226,7 @@ class _Fetcher:
             try:
                 await self._close_cache()
             finally:
-                client.close()
+                await client.close()
                 self.logs.close()
                 self._update_progress()
         if error is not None:
@@ -236,8 +236,7 @@ class _Fetcher:
         stats: dict[str, Any] = {}
         if adapter.tracking_requests_stats:
             stats = self.stats.document(time.monotonic() - started, client.limiter)
-            stats["connections"] = {"opened": client.pool.opened,
-                                    "reconnects": client.pool.reconnects}
+            stats["connections"] = {"opened": client.opened, "reconnects": client.reconnects}
             if self.cache is not None:
                 stats["cache"] = {"file": os.path.relpath(self.cache.path, out),
                                   "replayed": self.stats.cached, "written": self.cache.rows,
@@ -362,4 +361,8 @@ class _Fetcher:
             loop.add_signal_handler(signal.SIGTERM, on_term)
         except (NotImplementedError, RuntimeError, ValueError):
             return lambda: None
-        return lambda: loop.remove_signal_handler(signal.SIGTERM)
+
+        def remove() -> None:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+        return remove

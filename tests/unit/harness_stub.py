@@ -119,6 +119,11 @@ class _Handler(socketserver.StreamRequestHandler):
             self.connection = self.request
         super().setup()
 
+    def finish(self) -> None:
+        super().finish()
+        if self.server.ssl_context is not None:  # the server closes only the unwrapped socket
+            self.request.close()
+
     def handle(self) -> None:
         srv = self.server
         with srv.lock:

@@ -4,8 +4,8 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +18,8 @@ from launcher.harness.client import (
 )
 from launcher.harness.errors import EndpointError
 from tests.unit.harness_stub import StubServer
+
+T = TypeVar("T")
 
 
 def _client(url: str, **kw: Any) -> ChatClient:
@@ -32,10 +34,19 @@ def _body(text: str, **sampling: Any) -> bytes:
 
 def _complete(client: ChatClient, text: str) -> str:
     async def go() -> str:
+        return (await client.complete(_body(text))).text
+
+    return _run(client, go())
+
+
+def _run(client: ChatClient, coro: Awaitable[T]) -> T:
+    """Run ``coro`` on a new event loop, then close the client's session on it."""
+
+    async def go() -> T:
         try:
-            return (await client.complete(_body(text))).text
+            return await coro
         finally:
-            client.close()
+            await client.close()
 
     return asyncio.run(go())
 
@@ -44,7 +55,7 @@ def test_request_shape_and_auth_header(server: StubServer) -> None:
     client = _client(server.url, api_key="sk-secret")
     body = encode_body(build_body("my-model", [{"role": "user", "content": "hi"}],
                                   sampling={"temperature": 0.5, "top_p": 1.0, "max_tokens": 7}))
-    completion = asyncio.run(client.complete(body))
+    completion = _run(client, client.complete(body))
     assert completion.text == "HI"
     assert completion.usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     assert completion.finish_reason == "stop" and completion.attempts == 1
@@ -143,7 +154,7 @@ def test_completions_endpoint_type(server: StubServer) -> None:
     client = _client(server.url, endpoint_type="completions")
     body = encode_body(build_body("my-model", [{"role": "user", "content": "q"}],
                                   endpoint_type="completions"))
-    assert asyncio.run(client.complete(body)).text == "Q"
+    assert _run(client, client.complete(body)).text == "Q"
     assert server.requests[0][1]["prompt"] == "q"
 
 
@@ -154,11 +165,9 @@ def test_response_framings_and_reconnects(server: StubServer, framing: str) -> N
     client = _client(server.url, observer=lambda a, c: seen.append(a))
 
     async def go() -> list[str]:
-        out = [(await client.complete(_body(f"r{i}"))).text for i in range(3)]
-        client.close()
-        return out
+        return [(await client.complete(_body(f"r{i}"))).text for i in range(3)]
 
-    assert asyncio.run(go()) == ["R0", "R1", "R2"]
+    assert _run(client, go()) == ["R0", "R1", "R2"]
     assert all(a.ok for a in seen)  # a closed keep-alive connection is no error
     assert server.connections == (1 if framing == "chunked" else 3)
 
@@ -171,8 +180,8 @@ def test_reset_of_a_reused_connection_is_sent_again_once(server: StubServer) -> 
     async def go() -> list[str]:
         return [(await client.complete(_body(f"r{i}"))).text for i in range(2)]
 
-    assert asyncio.run(go()) == ["R0", "R1"]
-    assert all(a.ok for a in seen) and client.pool.reconnects == 1
+    assert _run(client, go()) == ["R0", "R1"]
+    assert all(a.ok for a in seen) and client.reconnects == 1
     assert len(server.requests) == 3
 
 
@@ -183,8 +192,8 @@ def test_keep_alive_reuses_one_connection(server: StubServer) -> None:
         for i in range(10):
             await client.complete(_body(f"x{i}"))
 
-    asyncio.run(go())
-    assert server.connections == 1 and client.pool.opened == 1
+    _run(client, go())
+    assert server.connections == 1 and client.opened == 1
 
 
 def test_parallelism_bounds_requests_in_flight(server: StubServer) -> None:
@@ -195,7 +204,7 @@ def test_parallelism_bounds_requests_in_flight(server: StubServer) -> None:
         return [c.text for c in await asyncio.gather(
             *(client.complete(_body(f"p{i}")) for i in range(12)))]
 
-    assert asyncio.run(go()) == [f"P{i}" for i in range(12)]
+    assert _run(client, go()) == [f"P{i}" for i in range(12)]
     assert server.max_in_flight == 3
 
 
@@ -281,8 +290,7 @@ def _rate_limited_run(server: StubServer, limiter: AdaptiveLimiter) -> int:
 
         await asyncio.gather(*(worker() for _ in range(32)))
 
-    asyncio.run(go())
-    client.close()
+    _run(client, go())
     assert len(server.ok_counts) == 1000
     return sum(1 for a in seen if a.kind == "http_429")
 
@@ -393,8 +401,8 @@ def test_https_keep_alive_and_chunked(tls_server: StubServer) -> None:
     async def go() -> list[str]:
         return [(await client.complete(_body(f"s{i}"))).text for i in range(3)]
 
-    assert asyncio.run(go()) == ["S0", "S1", "S2"]
-    assert client.pool.opened == 1
+    assert _run(client, go()) == ["S0", "S1", "S2"]
+    assert client.opened == 1
     assert tls_server.requests[0][0]["Authorization"] == "Bearer k"
 
 
@@ -420,7 +428,7 @@ def test_https_through_a_connect_proxy(tls_server: StubServer) -> None:
         async def go() -> list[str]:
             return [(await client.complete(_body(f"t{i}"))).text for i in range(3)]
 
-        assert asyncio.run(go()) == ["T0", "T1", "T2"]
+        assert _run(client, go()) == ["T0", "T1", "T2"]
     finally:
         proxy.stop()
     port = tls_server.server_address[1]
@@ -429,12 +437,14 @@ def test_https_through_a_connect_proxy(tls_server: StubServer) -> None:
     assert "Proxy-Authorization" not in tls_server.requests[0][0]  # not sent to the origin
 
 
-@pytest.mark.parametrize(("url", "target"), [
-    ("https://[::1]/v1/chat/completions", "[::1]:443"),  # IPv6 on the default port
-    ("https://[::1]:8443/v1/chat/completions", "[::1]:8443"),
-    ("https://localhost/v1/chat/completions", "localhost:443"),
+# The CONNECT target always has the port; Host is the URL's authority (RFC 9110 7.2: the
+# default port may be left out), as aiohttp sends it.
+@pytest.mark.parametrize(("url", "target", "host"), [
+    ("https://[::1]/v1/chat/completions", "[::1]:443", "[::1]"),  # IPv6 on the default port
+    ("https://[::1]:8443/v1/chat/completions", "[::1]:8443", "[::1]:8443"),
+    ("https://localhost/v1/chat/completions", "localhost:443", "localhost"),
 ])
-def test_connect_target_is_host_and_port(url: str, target: str) -> None:
+def test_connect_target_is_host_and_port(url: str, target: str, host: str) -> None:
     from tests.unit.harness_stub import ConnectProxy
 
     proxy = ConnectProxy()  # no origin there: the request fails after the CONNECT
@@ -444,7 +454,7 @@ def test_connect_target_is_host_and_port(url: str, target: str) -> None:
     finally:
         proxy.stop()
     assert [line for line, _ in proxy.connects] == [f"CONNECT {target} HTTP/1.1"]
-    assert proxy.connects[0][1]["Host"] == target
+    assert proxy.connects[0][1]["Host"] == host
 
 
 def test_plain_http_through_a_proxy_uses_the_absolute_uri(
@@ -454,7 +464,7 @@ def test_plain_http_through_a_proxy_uses_the_absolute_uri(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     client = _client("http://model.example:8000/v1/chat/completions")
-    assert client.pool.proxy == ("127.0.0.1", server.server_address[1])
+    assert client.proxy == server.base
     assert _complete(client, "via") == "VIA"
     assert server.request_lines == ["POST http://model.example:8000/v1/chat/completions HTTP/1.1"]
     assert server.requests[0][0]["Host"] == "model.example:8000"
@@ -464,7 +474,92 @@ def test_proxy_env_is_bypassed_for_loopback_and_no_proxy(monkeypatch: pytest.Mon
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example")
-    assert ChatClient("http://127.0.0.1:8000/v1", "m").pool.proxy is None
-    assert ChatClient("http://localhost:8000/v1", "m").pool.proxy is None
-    assert ChatClient("https://internal.example/v1", "m").pool.proxy is None
-    assert ChatClient("https://api.example/v1", "m").pool.proxy == ("proxy.example", 3128)
+    assert ChatClient("http://127.0.0.1:8000/v1", "m").proxy is None
+    assert ChatClient("http://localhost:8000/v1", "m").proxy is None
+    assert ChatClient("https://internal.example/v1", "m").proxy is None
+    assert ChatClient("https://api.example/v1", "m").proxy == "http://proxy.example:3128"
+
+
+# -- non-retryable HTTP errors: the server's message, never the key ---------------------------
+
+
+@pytest.mark.parametrize(("status", "payload", "expected"), [
+    (422, {"error": {"message": "unknown prompt: gsm8k data not loaded; start it with"
+                                " --dataset-dir DIR", "type": "invalid_request_error"}},
+     "HTTP 422 Unprocessable Entity: unknown prompt: gsm8k data not loaded; start it with"
+     " --dataset-dir DIR"),
+    (400, {"error": "model 'x' not found"}, "HTTP 400 Bad Request: model 'x' not found"),
+    (404, {"detail": "Not Found"}, "HTTP 404 Not Found: Not Found"),
+    (403, b"forbidden\n  by policy", "HTTP 403 Forbidden: forbidden by policy"),
+    (401, b"", "HTTP 401 Unauthorized"),
+])
+def test_client_error_message_is_the_servers(
+    server: StubServer, status: int, payload: Any, expected: str
+) -> None:
+    server.script = [(status, {}, payload)]
+    with pytest.raises(EndpointError) as e:
+        _complete(_client(server.url, max_retries=5), "a")
+    assert str(e.value) == f"{server.url}: {expected}"
+    assert len(server.requests) == 1
+
+
+def test_long_error_message_is_truncated_to_one_line(server: StubServer) -> None:
+    server.script = [(400, {}, {"error": {"message": "bad\nrequest " + "x" * 5000}})]
+    with pytest.raises(EndpointError) as e:
+        _complete(_client(server.url), "a")
+    message = str(e.value)
+    assert "\n" not in message and message.endswith("...") and len(message) < 400
+    assert "HTTP 400 Bad Request: bad request xxx" in message
+
+
+def test_api_key_is_scrubbed_from_errors_and_snippets(server: StubServer) -> None:
+    key = "sk-live-0123456789"
+    seen: list[Attempt] = []
+    server.script = [(500, {}, {"error": {"message": f"key {key} is over quota"}}),
+                     (401, {}, {"error": {"message": f"invalid key {key}"}})]
+    with pytest.raises(EndpointError) as e:
+        _complete(_client(server.url, api_key=key, observer=lambda a, c: seen.append(a)), "a")
+    assert str(e.value).endswith("HTTP 401 Unauthorized: invalid key ***")
+    assert len(seen) == 2
+    for a in seen:
+        assert key not in a.message and key not in a.response_snippet
+        assert "***" in a.message and "***" in a.response_snippet
+
+
+def test_run_eval_fails_the_task_with_the_servers_message(
+    server: StubServer, tmp_path: Any, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reference endpoint without its data answers 422: the task fails (exit 1, no results)
+    with one error line carrying the message, and the key appears nowhere."""
+    import yaml
+
+    from launcher.harness.run_eval import main
+
+    key = "sk-test-key-42"
+    monkeypatch.setenv("BENCH_KEY", key)
+    message = "unknown prompt: gsm8k data not loaded; start it with --dataset-dir DIR"
+    server.default = (422, {}, {"error": {"message": f"{message} (key {key})"}})
+    data = tmp_path / "datasets"
+    data.mkdir()
+    (data / "qa.jsonl").write_text(json.dumps({"question": "2 + 2?", "answer": 4}) + "\n")
+    out = tmp_path / "results"
+    cfg = {
+        "config": {"type": "custom", "output_dir": str(out),
+                   "params": {"max_retries": 3,
+                              "extra": {"dataset_dir": str(data), "dataset_path": "qa.jsonl"}}},
+        "target": {"api_endpoint": {"url": server.url, "model_id": "m",
+                                    "api_key_name": "BENCH_KEY"}},
+    }  # fmt: skip
+    path = tmp_path / "run_config.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(str(path)) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err == [f"error: {server.url}: HTTP 422 Unprocessable Entity: {message} (key ***)"]
+    assert len(server.requests) == 1  # not retried
+    assert not (out / "results.yml").exists() and not (out / "samples.jsonl").exists()
+    assert key not in captured.out
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert key.encode() not in f.read_bytes(), f
