@@ -257,6 +257,7 @@ def test_extract_choice_last_marker_and_lowercase(response: str, expected: str) 
     ("response", "expected"),
     [
         ("The answer is a bit unclear, but I'd go with D.", "D"),  # 'a' the article
+        ("Answer: C. Option A is wrong, and answer B ignores friction.", "C"),  # no marker
         ("B\n\nQ2?\nA. x\nB. y\nC. z\nD. w\nAnswer: C", "B"),  # a run-on's own Answer:
     ],
 )

@@ -97,7 +97,7 @@ def _marker(letters: str) -> re.Pattern[str]:
     upper = letters.upper()
     lower = upper.lower()
     lead = (
-        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})\s*)?[:=]?|{_BOX})\s*"
+        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})\s*[:=]?|[:=])|{_BOX})\s*"
         r"(?:(?i:option|choice|letter)\s*)?"
     )
     article = "".join(c for c in "ai" if c in lower)  # 'a' and 'i' are also words
