@@ -149,6 +149,19 @@ def test_choice_scoring_letters_and_texts(tmp_path: Path) -> None:
     assert [row[0].details["extracted"] for row in scored] == ["B", "F", "B", "A"]
 
 
+def test_choice_scoring_takes_the_last_marker_and_lowercase(tmp_path: Path) -> None:
+    # issue 13: the same letter finder as MMLU (score_choice), so the same fixes
+    path = write_jsonl(tmp_path / "mc.jsonl", [
+        {"question": "Largest planet?", "choices": ["Mars", "Jupiter", "Venus"], "answer": "B"},
+        {"question": "Hottest planet?", "choices": ["Mars", "Jupiter", "Venus"], "answer": "C"},
+    ])  # fmt: skip
+    task = CustomTask({"dataset_path": str(path)})
+    items = task.load(None)
+    scored = task.score(items, [["answer: b"], ["Answer: A ... wait, actually the answer is C"]])
+    assert [row[0].details["extracted"] for row in scored] == ["B", "C"]
+    assert [row[0].score for row in scored] == [1, 1]
+
+
 def test_choice_answer_must_resolve(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "mc.jsonl", [
         {"question": "q", "choices": ["x", "y"], "answer": "C"},

@@ -39,6 +39,29 @@ def test_extract_answer(response: str, expected: str | None) -> None:
     assert extract_answer(response) == expected
 
 
+# Issue 13: replies written the way models write them; each of these failed before.
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Final answer: 18 (9 eggs x $2)", "18"),  # was 2: the marker beats the trailing number
+        ("\\boxed{18} (9 eggs x $2)", "18"),  # was 2
+        ("The final answer is $\\boxed{1,234}$.", "1234"),
+        ("**Answer:** 42 apples, 6 per box", "42"),  # was 6
+        ("answer: 7 (3 + 4)", "7"),  # lowercase marker; was 4
+        ("#### 16\n**Final answer:** 18", "18"),  # the last marker, whatever its kind; was 16
+        ("#### 16\nWait, 9 x 2 = 18.\n#### 18", "18"),  # two #### lines: the last
+        ("She has 20 - 2", "2"),  # a binary minus is no sign; was -2
+        ("20 -2", "2"),  # nor right before the digits, after a number
+        ("The answer is 20 - 2 = 18.", "18"),  # an expression after the marker: its result
+        ("Answer: -5", "-5"),
+        ("It drops to \u22127 degrees.", "-7"),
+        ("The answer is 16. Wait, actually the answer is 18.", "18"),
+    ],
+)
+def test_extract_answer_explicit_markers_and_signs(response: str, expected: str) -> None:
+    assert extract_answer(response) == expected
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("18", "18"), ("18.0", "18"), ("$1,000", "1000"), ("0.50", "0.5"), ("-7", "-7"), ("x", None)],

@@ -15,6 +15,7 @@ from launcher.harness.tasks.humaneval import (  # noqa: E402
     build_program,
     completion_of,
     extract_code,
+    score_response,
 )
 from launcher.reference_endpoint import humaneval_answer  # noqa: E402
 
@@ -51,6 +52,58 @@ def test_prompt_contains_problem_verbatim_in_python_block(problems: list[dict[st
 )
 def test_extract_code(response: str, code: str) -> None:
     assert extract_code(response) == code
+
+
+# Issue 13: code after prose without fences, and ``from __future__`` at the top of a reply.
+@pytest.mark.parametrize(
+    ("response", "code"),
+    [
+        (
+            "Here is the function:\n\ndef add(x, y):\n    return x + y\n\nIt adds them.",
+            "def add(x, y):\n    return x + y\n",
+        ),
+        (
+            "Sure. We need math.\nimport math\n\n@staticmethod\ndef add(x, y):\n"
+            "    return math.fsum([x, y])\nThat's all.\n",
+            "import math\n\n@staticmethod\ndef add(x, y):\n    return math.fsum([x, y])\n",
+        ),
+        (
+            "Using a helper:\n\ndef _twice(v):\n    return 2 * v\n\n\ndef add(x, y):\n"
+            "    return _twice(x) - x + y\n",
+            "def _twice(v):\n    return 2 * v\n\n\ndef add(x, y):\n    return _twice(x) - x + y\n",
+        ),
+        ("I don't know how to add.", "I don't know how to add."),  # no def: the whole text
+        ("    return x + y\n", "    return x + y\n"),  # a body as before
+    ],
+)
+def test_extract_code_unfenced_after_prose(response: str, code: str) -> None:
+    assert extract_code(response, "add") == code
+
+
+def test_unfenced_function_after_prose_passes(problems: list[dict[str, Any]]) -> None:
+    problem = problems[0]
+    reply = (
+        "Sure! Here is an implementation that compares every pair:\n\n"
+        + problem["prompt"]
+        + problem["canonical_solution"]
+        + "\n\nThis runs in O(n^2) time.\n"
+    )
+    assert score_response(problem, reply).passed
+
+
+@pytest.mark.parametrize("fenced", [True, False])
+def test_future_import_at_the_top_of_a_reply_passes(
+    problems: list[dict[str, Any]], fenced: bool
+) -> None:
+    problem = problems[0]
+    code = (
+        "from __future__ import annotations\n\n" + problem["prompt"] + problem["canonical_solution"]
+    )
+    reply = f"```python\n{code}```" if fenced else code
+    program = build_program(problem, extract_code(reply, problem["entry_point"]))
+    assert program.startswith("from __future__ import annotations\n" + problem["prompt"])
+    assert program.count("from __future__") == 1
+    assert score_response(problem, reply).passed
 
 
 def test_build_program_full_function_overrides_the_stub() -> None:

@@ -216,7 +216,7 @@ def test_build_prompt_direct() -> None:
         ("A: 12", "A"),
         (" B\n\nThe following are multiple choice questions...\nAnswer: C", "B"),  # completions
         ("Answer: D", "D"),
-        ("answer: b", None),  # a lowercase letter after a marker is too often an article
+        ("answer: b", "B"),  # issue 13: a lowercase marker and letter (was None)
         ("The answer is (B).", "B"),
         ("The correct answer is **C. 42**", "C"),
         ("I think the answer is option D because A and B are wrong.", "D"),
@@ -232,6 +232,36 @@ def test_build_prompt_direct() -> None:
     ],
 )
 def test_extract_choice(response: str, expected: str | None) -> None:
+    assert extract_choice(response) == expected
+
+
+# Issue 13: replies that correct themselves, lowercase markers; each of these failed before.
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Answer: B ... wait, actually the answer is C", "C"),  # the last marker; was B
+        ("The answer is (A). Hmm, no: the correct answer is (D).", "D"),  # was A
+        ("answer: c", "C"),  # was None
+        ("Final answer: d", "D"),  # was None
+        ("B. 42\n\nWait, actually the answer is C.", "C"),  # was B
+        ("B\n\nHmm, on reflection the answer is C.", "C"),  # was B
+        ("So it is $\\boxed{B}$, not A or C.", "B"),  # was None
+        ("the answer is (c) because c is larger", "C"),  # was None
+    ],
+)
+def test_extract_choice_last_marker_and_lowercase(response: str, expected: str) -> None:
+    assert extract_choice(response) == expected
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("The answer is a bit unclear, but I'd go with D.", "D"),  # 'a' the article
+        ("Answer: C. Option A is wrong, and answer B ignores friction.", "C"),  # no marker
+        ("B\n\nQ2?\nA. x\nB. y\nC. z\nD. w\nAnswer: C", "B"),  # a run-on's own Answer:
+    ],
+)
+def test_extract_choice_articles_and_run_ons(response: str, expected: str) -> None:
     assert extract_choice(response) == expected
 
 

@@ -26,7 +26,8 @@ Params (``config.params.extra``):
     anywhere in the reply (or in what ``answer_regex`` extracts); any match is right;
   - ``choice``: the choices are shown lettered ``A.``, ``B.`` ...; the answer is the right
     letter or the text of the right choice; the reply's letter is found as for MMLU (``B``,
-    ``B. Jupiter``, ``Answer: B``, ``the answer is (B)``, or the exact text of one choice).
+    ``B. Jupiter``, ``Answer: B``, ``answer: b``, ``the answer is (B)``, the last such marker
+    when a reply corrects itself, or the exact text of one choice; see docs/scoring.md).
 
 * ``answer_regex``: a regular expression that extracts the answer from the reply before
   scoring: the last match is used, its first group if it has groups; no match scores 0. E.g.

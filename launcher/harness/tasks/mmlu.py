@@ -79,23 +79,66 @@ def build_prompt(subject: str, shots: Sequence[McRow], row: McRow) -> str:
 # -- finding the chosen letter in a reply -----------------------------------------------------
 
 _LATEX = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
+_BOXED = re.compile(r"\\boxed\s*\{\s*([^{}]*?)\s*\}")
 _EMPHASIS = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
+_BOX = "\ue000"  # stands for a ``\boxed{}`` marker in the text the markers are searched in
+_VERBS = r"(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be)"
 
 
 def _norm(text: str) -> str:
     return " ".join(str(text).split()).strip().rstrip(".").casefold()
 
 
+def _marker(letters: str) -> re.Pattern[str]:
+    """An explicit answer marker and its letter: ``Answer: B``, ``answer: c``, ``the correct
+    answer is (C)``, ``Final answer is option D``, ``\\boxed{B}``. Marker words in any case; a
+    lowercase letter only where it cannot be the article ``a`` or a word (``answer: c``,
+    ``answer is (c).``, not ``the answer is a bit ...``)."""
+    upper = letters.upper()
+    lower = upper.lower()
+    lead = (
+        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})\s*[:=]?|[:=])|{_BOX})\s*"
+        r"(?:(?i:option|choice|letter)\s*)?"
+    )
+    article = "".join(c for c in "ai" if c in lower)  # 'a' and 'i' are also words
+    others = "".join(c for c in lower if c not in "ai")
+    alternatives = [
+        rf"[\(\[$]?([{upper}])(?![\w'])",
+        rf"\(([{lower}])\)",
+        rf"\[([{lower}])\]",
+    ]
+    if others:
+        alternatives.append(rf"\$?([{others}])\$?(?![\w'])")
+    if article:
+        alternatives.append(
+            rf"\$?([{article}])\$?(?=[ \t]*(?:\n|$)|[.,;:!?)\]][ \t]*(?:\n|$))"
+        )
+    return re.compile(lead + "(?:" + "|".join(alternatives) + ")")
+
+
+# Where a completion that answered on its first line runs on into a new question.
+_RUN_ON = re.compile(
+    r"^[ \t]*(?:(?i:the following are)|(?i:question)\s*\d*\s*:)"
+    r"|^[ \t]*[A-Z][.)][ \t][^\n]*\n[ \t]*[A-Z][.)][ \t]",
+    re.MULTILINE,
+)
+
+
 def extract_choice(
     response: str, letters: str = MMLU_LETTERS, choices: Sequence[str] | None = None
 ) -> str | None:
-    """The option letter a reply picks, or None if it does not pick exactly one. In order:
+    """The option letter a reply picks, or None if it does not pick exactly one. In order
+    (docs/scoring.md has examples):
 
     1. the whole reply is a letter: ``B``, ``(b)``, ``C.``, ``**D**``, ``\\boxed{A}``;
-    2. the reply starts with a letter: ``B. 42``, ``C) ...``, ``A\\n...`` (completions), but not
+    2. the last explicit answer marker, so a reply that corrects itself counts its last word:
+       ``Answer: B ... wait, actually the answer is C`` gives C; also ``answer: c``,
+       ``the correct answer is (C)``, ``answer is option D``, ``\\boxed{B}``. If the first
+       line is a letter alone (``B\n\n...``), only markers before a run-on into a new question
+       (``The following are ...``, ``Question:``, lines ``A. ...`` ``B. ...``) count, and
+       without one that first letter is the pick (a completion that ran on);
+    3. the reply starts with a letter: ``B. 42``, ``C) ...``, ``A: 12``, but not
        ``A triangle ...``;
-    3. the first "answer" marker: ``Answer: B``, ``the correct answer is (C)``,
-       ``answer is option D``;
     4. exactly one distinct letter stands alone in the reply (``I'd pick C.``; the article
        ``A`` and the pronoun ``I`` before a lowercase word do not count);
     5. the reply is the text of exactly one of the choices.
@@ -108,14 +151,17 @@ def extract_choice(
     m = re.fullmatch(rf"[\(\[$]?([{both}])[\)\]$]?[.:]?", text)
     if m:
         return m.group(1).upper()
-    m = re.match(rf"[\(\[]?([{upper}])(?:[\)\]\.:,]|[ \t]*\n|\s+[-\u2013\u2014]\s)", text)
-    if m:
-        return m.group(1)
-    marker = re.compile(
-        rf"\b(?i:answer)\s*(?:(?i:is|would be|should be|will be)\s*)?[:=]?\s*"
-        rf"(?:(?i:option|choice|letter)\s*)?[\(\[$]?([{upper}])(?![\w'])"
-    )
-    m = marker.search(text)
+    first = re.match(rf"[\(\[]?([{upper}])[\)\]\.:]?[ \t]*\n", text)
+    marked = _EMPHASIS.sub("", _LATEX.sub(r"\1", _BOXED.sub(_BOX + r"\1", response))).strip()
+    if first:  # markers count only before a run-on into the next question
+        run_on = _RUN_ON.search(marked)
+        marked = marked[: run_on.start()] if run_on else marked
+    hits = list(_marker(letters).finditer(marked))
+    if hits:
+        return next(g for g in hits[-1].groups() if g).upper()
+    if first:
+        return first.group(1)
+    m = re.match(rf"[\(\[]?([{upper}])(?:[\)\]\.:,]|\s+[-\u2013\u2014]\s)", text)
     if m:
         return m.group(1)
     alone = {
@@ -126,9 +172,9 @@ def extract_choice(
         return alone.pop()
     if choices:
         wanted = _norm(text)
-        hits = [upper[i] for i, choice in enumerate(choices) if _norm(choice) == wanted]
-        if len(hits) == 1:
-            return hits[0]
+        hits_ = [upper[i] for i, choice in enumerate(choices) if _norm(choice) == wanted]
+        if len(hits_) == 1:
+            return hits_[0]
     return None
 
 
