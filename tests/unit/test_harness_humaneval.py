@@ -16,7 +16,7 @@ from launcher.harness.tasks.humaneval import (  # noqa: E402
     completion_of,
     extract_code,
 )
-from launcher.reference_endpoint import humaneval_answer  # noqa: E402
+from launcher.testing.oracle import humaneval_answer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

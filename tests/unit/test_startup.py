@@ -22,7 +22,7 @@ from launcher.cli import cli
 REPO = Path(__file__).resolve().parents[2]
 
 # Heavy modules that only real work may load; `--help` must not.
-HEAVY = ("docker", "cattrs", "yaml")
+HEAVY = ("docker", "cattrs", "yaml", "aiohttp")
 
 # Runs the real entry point (launcher.cli:main, as the console script does) with sys.argv set,
 # and at interpreter exit -- whatever way main() ends: return, sys.exit, exception -- writes the
