@@ -29,9 +29,10 @@ answer, counted as ``after_eof``, not as an ok answer for its item: a killed cli
 sends the same FIN. So ``items`` counts answers that can have reached a live client.
 
 HTTP is aiohttp's low-level server (``aiohttp.web.Server``: keep-alive, pipelining, chunked
-bodies) with a small dispatch table; its protocol is subclassed only to see a half-close and to
-answer parse errors (400, 431 for a header line over 64 KiB) in the OpenAI error shape. Bodies
-over 16 MiB get 413. ``ReferenceServer`` keeps the ``socketserver`` surface the tests use
+bodies) with a small dispatch table here; ``launcher.testing.http_server`` subclasses its
+protocol only to see a half-close and to answer parse errors (400, 431 for a header line over
+64 KiB) in the OpenAI error shape. Bodies over 16 MiB get 413; other methods 405, other paths
+404. ``ReferenceServer`` keeps the ``socketserver`` surface the tests use
 (``server_address``, ``serve_forever()``, ``shutdown()``, ``server_close()``).
 """
 
@@ -39,126 +40,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import random
 import signal
 import socket
 import struct
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import HttpVersion, HttpVersion10, HttpVersion11, RawRequestMessage
-from aiohttp.http_exceptions import LineTooLong
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import ERROR
 
 from launcher.errors import LauncherError
 from launcher.testing.faults import Faults, Stats
+from launcher.testing.http_server import MAX_HEAD, Protocol, Server, reply, send_and_close, wake
+from launcher.testing.openai_api import MODEL_ID, completion_response, error_body, last_user_text
 from launcher.testing.oracle import Oracle, load_oracle
 
-MODEL_ID = "reference"
 UNKNOWN_STATUS = 422
 MAX_BODY = 16 * 1024 * 1024
-MAX_HEAD = 64 * 1024  # longest request or header line
 GARBAGE = b'{"id": "chatcmpl-garbage", "object": "chat.completion", "choices": [{"message": {"ro'
 COMPLETION_ROUTES = ("/v1/chat/completions", "/v1/completions")
-JSON = "application/json"
-_ids = random.Random()  # response ids (uuid4 would cost a getrandom call per response)
 
 Observer = Callable[[web.BaseRequest], None]
-
-
-def _error_body(message: str, kind: str, code: str | None = None) -> bytes:
-    error = {"message": message, "type": kind, "param": None, "code": code}
-    return json.dumps({"error": error}).encode("utf-8")
-
-
-def _reply(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
-
-
-class _Protocol(web.RequestHandler):
-    """aiohttp's connection protocol, plus: ``eof`` (the client half-closed while complete
-    requests were pending: our side stays open to answer them), ``waiter`` (woken when the
-    connection goes) and OpenAI-shaped errors for requests aiohttp's parser rejects."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.eof = False
-        self.request: web.BaseRequest | None = None  # the one being handled
-        self.asked_version: HttpVersion | None = None  # of that request, if not HTTP/1.x
-        self.waiter: asyncio.Future[None] | None = None
-
-    def eof_received(self) -> bool:  # type: ignore[override]
-        pending = [payload for _, payload in self._messages]
-        if self.request is not None:
-            pending.append(self.request.content)
-        if pending and all(p.is_eof() for p in pending):  # whole requests, not a cut one
-            self.eof = True
-            return True  # answer, then close (see _answer)
-        return False  # the transport closes
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        super().connection_lost(exc)
-        _wake(self.waiter)
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if status >= 500:  # a bug here, not a bad request: keep aiohttp's log of it
-            super().handle_error(request, status, exc, message)
-        if isinstance(exc, LineTooLong):
-            status = 431
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        resp = _reply(status, _error_body(message or f"HTTP {status}", kind))
-        resp.force_close()
-        return resp
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class _Server(web.Server):
-    """``web.Server`` with our protocol; answers are HTTP/1.1 unless the request was 1.0
-    (aiohttp would echo any version, and say 1.0 for a request it could not parse)."""
-
-    def __init__(self, handler: Callable[[web.BaseRequest], Any], **kwargs: Any) -> None:
-        super().__init__(handler, request_factory=self._request, **kwargs)
-
-    def __call__(self) -> _Protocol:
-        return _Protocol(self, loop=self._loop, **self._kwargs)
-
-    def _request(
-        self,
-        message: RawRequestMessage,
-        payload: StreamReader,
-        protocol: web.RequestHandler,
-        writer: AbstractStreamWriter,
-        task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        proto = cast(_Protocol, protocol)
-        if message is ERROR:  # for handle_error
-            message = message._replace(version=HttpVersion11)
-            return web.BaseRequest(message, payload, protocol, writer, task, self._loop)
-        version = message.version
-        proto.asked_version = None
-        if version != HttpVersion11 and version != HttpVersion10:
-            message = message._replace(version=HttpVersion11)
-            proto.asked_version = version  # answered 505 by the handler
-        request = proto.request = web.BaseRequest(
-            message, payload, protocol, writer, task, self._loop)
-        return request
 
 
 class ReferenceServer:
@@ -193,7 +96,7 @@ class ReferenceServer:
         self.socket = socket.create_server((host, port), family=family, backlog=1024)
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self.stopping = False
-        self._hung: set[_Protocol] = set()
+        self._hung: set[Protocol] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -240,7 +143,7 @@ class ReferenceServer:
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-        http = _Server(self._handle, access_log=None, max_line_size=MAX_HEAD,
+        http = Server(self._handle, access_log=None, max_line_size=MAX_HEAD,
                        max_field_size=MAX_HEAD)
         server = await loop.create_server(http, sock=self.socket)
         try:
@@ -249,21 +152,9 @@ class ReferenceServer:
             self.stopping = True
             server.close()  # stop accepting (closes the listening socket)
             for proto in list(self._hung):  # hung requests end now, without an answer
-                _wake(proto.waiter)
+                wake(proto.waiter)
             http.pre_shutdown()  # idle connections close; busy ones after their answer
             await http.shutdown(max(5.0, self.latency_s + 1.0))
-
-    async def _pause(self, proto: _Protocol, seconds: float) -> bool:
-        """Wait ``seconds`` (or until the connection goes); whether the client is still there."""
-        if seconds > 0:
-            waiter = proto.waiter = asyncio.get_running_loop().create_future()
-            timer = asyncio.get_running_loop().call_later(seconds, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                proto.waiter = None
-        return proto.transport is not None and not proto.transport.is_closing()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -271,7 +162,7 @@ class ReferenceServer:
         try:
             return await self._route(request)
         finally:
-            cast(_Protocol, request.protocol).request = None
+            cast(Protocol, request.protocol).request = None
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         method, path = request.method, request.path.rstrip("/")
@@ -279,13 +170,13 @@ class ReferenceServer:
             print(f"reference endpoint: {method} {request.path_qs}", file=sys.stderr, flush=True)
         for observe in self.observers:
             observe(request)
-        asked = cast(_Protocol, request.protocol).asked_version
+        asked = cast(Protocol, request.protocol).asked_version
         if asked is not None:
             major, minor = asked
-            return _reply(505, _error_body(f"unsupported HTTP version HTTP/{major}.{minor}",
+            return reply(505, error_body(f"unsupported HTTP version HTTP/{major}.{minor}",
                                            "invalid_request_error"))
         if (request.content_length or 0) > MAX_BODY:
-            return await _closing(request, _reply(413, _error_body(
+            return await send_and_close(request, reply(413, error_body(
                 f"request body over {MAX_BODY} bytes", "invalid_request_error")))
         if path in COMPLETION_ROUTES:
             if method != "POST":
@@ -295,19 +186,19 @@ class ReferenceServer:
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, "GET, HEAD")
             if path == "/health":
-                return _reply(200, b'{"status": "ok"}')
+                return reply(200, b'{"status": "ok"}')
             if path == "/v1/models":
-                return _reply(200, self.models_body)
-            return _reply(200, json.dumps(self.stats.snapshot()).encode())
+                return reply(200, self.models_body)
+            return reply(200, json.dumps(self.stats.snapshot()).encode())
         if path == "/stats/reset":
             if method != "POST":
                 return _not_allowed(method, path, "POST")
             self.stats.reset()
-            return _reply(200, b'{"status": "reset"}')
-        return _reply(404, _error_body(f"no route {method} {path}", "not_found_error"))
+            return reply(200, b'{"status": "reset"}')
+        return reply(404, error_body(f"no route {method} {path}", "not_found_error"))
 
     async def _complete(self, request: web.BaseRequest, chat: bool) -> web.StreamResponse:
-        proto = cast(_Protocol, request.protocol)
+        proto = cast(Protocol, request.protocol)
         if request.headers.get("Expect", "").lower() == "100-continue" and (
             not request.content.is_eof()
         ):
@@ -316,7 +207,7 @@ class ReferenceServer:
         while chunk := await request.content.readany():
             raw += chunk
             if len(raw) > MAX_BODY:  # a chunked body (a Content-Length was checked before)
-                return await _closing(request, _reply(413, _error_body(
+                return await send_and_close(request, reply(413, error_body(
                     f"request body over {MAX_BODY} bytes", "invalid_request_error")))
         fault = self.faults.draw()
         if fault is not None:
@@ -327,7 +218,7 @@ class ReferenceServer:
             return self._bad_request(f"request body is not valid JSON: {e}")
         if not isinstance(body, dict):
             return self._bad_request("request body must be a JSON object")
-        text = _last_user_text(body) if chat else body.get("prompt")
+        text = last_user_text(body) if chat else body.get("prompt")
         if isinstance(text, list) and not chat:
             text = text[-1] if text else ""
         if not isinstance(text, str):
@@ -337,19 +228,19 @@ class ReferenceServer:
             return self._bad_request("stream=true is not supported by the reference endpoint")
         found = self.oracle.lookup(text)
         if found is None:
-            error = _error_body(self.oracle.unknown_message(text), "invalid_request_error",
+            error = error_body(self.oracle.unknown_message(text), "invalid_request_error",
                                 "unknown_prompt")
             return await self._answer(proto, UNKNOWN_STATUS, error, "unknown_prompt")
-        data = json.dumps(_response(body, text, found.answer, chat)).encode("utf-8")
+        data = json.dumps(completion_response(body, text, found.answer, chat)).encode("utf-8")
         return await self._answer(proto, 200, data, "ok", item=found.id)
 
     def _bad_request(self, message: str) -> web.Response:
         self.stats.count("bad_request")
-        return _reply(400, _error_body(message, "invalid_request_error"))
+        return reply(400, error_body(message, "invalid_request_error"))
 
     async def _answer(
         self,
-        proto: _Protocol,
+        proto: Protocol,
         status: int,
         body: bytes,
         outcome: str,
@@ -359,10 +250,10 @@ class ReferenceServer:
     ) -> web.StreamResponse:
         """The answer after the latency, counted as it is written (``dropped`` if the client
         has gone, ``after_eof`` if it half-closed)."""
-        if not await self._pause(proto, self.latency_s):
+        if not await proto.pause(self.latency_s):
             self.stats.count("dropped")
             return web.Response()  # cannot be written: aiohttp ends the connection
-        resp = _reply(status, body, headers)
+        resp = reply(status, body, headers)
         if proto.eof:  # half-closed: maybe a live client, maybe a killed one (same FIN)
             self.stats.count("after_eof")
             if not proto._messages:  # nothing pipelined left to answer
@@ -374,16 +265,16 @@ class ReferenceServer:
         return resp
 
     async def _fault(
-        self, request: web.BaseRequest, proto: _Protocol, kind: str
+        self, request: web.BaseRequest, proto: Protocol, kind: str
     ) -> web.StreamResponse:
         faults = self.faults
         if kind == "429":
-            body = _error_body("injected fault: rate limit reached, retry later",
+            body = error_body("injected fault: rate limit reached, retry later",
                                "rate_limit_error", "rate_limit_exceeded")
             return await self._answer(proto, 429, body, "429",
                                       headers={"Retry-After": faults.retry_after_header()})
         if kind == "500":
-            body = _error_body("injected fault: internal server error", "server_error")
+            body = error_body("injected fault: internal server error", "server_error")
             return await self._answer(proto, 500, body, "500")
         if kind == "garbage":
             return await self._answer(proto, 200, GARBAGE, "garbage")
@@ -391,14 +282,14 @@ class ReferenceServer:
             self.stats.count("timeout")
             self._hung.add(proto)
             try:
-                await self._pause(proto, faults.hang_s)
+                await proto.pause(faults.hang_s)
             finally:
                 self._hung.discard(proto)
             if proto.transport is not None:
                 proto.force_close()  # closed without an answer
             return web.Response()
         # reset
-        if not await self._pause(proto, self.latency_s):
+        if not await proto.pause(self.latency_s):
             self.stats.count("dropped")
             return web.Response()
         self.stats.count("reset")
@@ -411,68 +302,11 @@ class ReferenceServer:
         return web.Response()
 
 
-async def _closing(request: web.BaseRequest, resp: web.Response) -> web.Response:
-    """Send ``resp`` and close, without reading (or lingering over) the request body."""
-    resp.force_close()
-    await resp.prepare(request)
-    await resp.write_eof()
-    cast(_Protocol, request.protocol).force_close()
-    return resp
-
 
 def _not_allowed(method: str, path: str, allow: str) -> web.Response:
-    body = _error_body(f"method {method} not allowed on {path}", "invalid_request_error")
-    return _reply(405, body, {"Allow": allow})
+    body = error_body(f"method {method} not allowed on {path}", "invalid_request_error")
+    return reply(405, body, {"Allow": allow})
 
-
-def _last_user_text(body: dict[str, Any]) -> str | None:
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return None
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):  # content parts
-                return "".join(
-                    p.get("text", "") for p in content if isinstance(p, dict) and "text" in p
-                )
-            return content if isinstance(content, str) else None
-    return None
-
-
-def _tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))  # a rough count; there is no tokenizer
-
-
-def _response(body: dict[str, Any], prompt: str, answer: str, chat: bool) -> dict[str, Any]:
-    model = body.get("model")
-    if not isinstance(model, str):
-        model = MODEL_ID
-    prompt_tokens, completion_tokens = _tokens(prompt), _tokens(answer)
-    usage = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-    if chat:
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": answer},
-            "finish_reason": "stop",
-            "logprobs": None,
-        }
-        kind, prefix = "chat.completion", "chatcmpl"
-    else:
-        choice = {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}
-        kind, prefix = "text_completion", "cmpl"
-    return {
-        "id": f"{prefix}-{_ids.getrandbits(128):032x}",
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-        "usage": usage,
-    }
 
 
 def make_server(
