@@ -174,7 +174,7 @@ class ReferenceServer:
         if asked is not None:
             major, minor = asked
             return reply(505, error_body(f"unsupported HTTP version HTTP/{major}.{minor}",
-                                           "invalid_request_error"))
+                                         "invalid_request_error"))
         if (request.content_length or 0) > MAX_BODY:
             return await send_and_close(request, reply(413, error_body(
                 f"request body over {MAX_BODY} bytes", "invalid_request_error")))
@@ -229,7 +229,7 @@ class ReferenceServer:
         found = self.oracle.lookup(text)
         if found is None:
             error = error_body(self.oracle.unknown_message(text), "invalid_request_error",
-                                "unknown_prompt")
+                               "unknown_prompt")
             return await self._answer(proto, UNKNOWN_STATUS, error, "unknown_prompt")
         data = json.dumps(completion_response(body, text, found.answer, chat)).encode("utf-8")
         return await self._answer(proto, 200, data, "ok", item=found.id)
@@ -270,7 +270,7 @@ class ReferenceServer:
         faults = self.faults
         if kind == "429":
             body = error_body("injected fault: rate limit reached, retry later",
-                               "rate_limit_error", "rate_limit_exceeded")
+                              "rate_limit_error", "rate_limit_exceeded")
             return await self._answer(proto, 429, body, "429",
                                       headers={"Retry-After": faults.retry_after_header()})
         if kind == "500":
