@@ -1,7 +1,7 @@
 """Load test of the reference endpoint: requests/s and CPU at N keep-alive connections.
 
-Starts ``launcher reference-endpoint`` (``python -m launcher.reference_endpoint``, or any
-``--server-cmd`` that prints the same "on http://HOST:PORT/v1" line) on a free loopback port,
+Starts ``launcher reference-endpoint`` (``python -m launcher.testing.reference_endpoint``, or
+any ``--server-cmd`` that prints the same "on http://HOST:PORT/v1" line) on a free loopback port,
 sends ``--requests`` chat completions over ``--connections`` keep-alive HTTP/1.1 connections
 and reports the wall time, requests/s, the fraction of the ideal ``requests*latency/connections``
 and the CPU time of the server and of this client per request.
@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--client", choices=("asyncio", "threads"), default="asyncio")
-    parser.add_argument("--server-cmd", default=f"{sys.executable} -m launcher.reference_endpoint")
+    parser.add_argument("--server-cmd",
+                        default=f"{sys.executable} -m launcher.testing.reference_endpoint")
     parser.add_argument("--json", action="store_true", help="Print one JSON line.")
     args = parser.parse_args()
 

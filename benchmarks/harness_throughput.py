@@ -1,7 +1,7 @@
 """Harness request-phase throughput and memory, against the reference endpoint on loopback.
 
-Starts ``python -m launcher.reference_endpoint --latency-ms 50`` (a subprocess on a free port
-of 127.0.0.1) and measures, each in a fresh subprocess:
+Starts ``python -m launcher.testing.reference_endpoint --latency-ms 50`` (a subprocess on a
+free port of 127.0.0.1) and measures, each in a fresh subprocess:
 
 * ours: N requests (default 2000) at parallelism 64 through the harness's real fetch path
   (``launcher.harness.fetch.fetch_responses``: aiohttp, our retries and adaptive limiter,
@@ -240,8 +240,9 @@ class Endpoint:
     """The reference endpoint on a free loopback port, answering unknown prompts (no data set)."""
 
     def __init__(self, latency_ms: float) -> None:
-        self.proc, port = start_server([sys.executable, "-m", "launcher.reference_endpoint"],
-                                       latency_ms, dataset=False, stderr=subprocess.DEVNULL)
+        self.proc, port = start_server(
+            [sys.executable, "-m", "launcher.testing.reference_endpoint"],
+            latency_ms, dataset=False, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10):
             pass

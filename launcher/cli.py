@@ -330,7 +330,8 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
       launcher reference-endpoint --fail-rate 0.2 --fault 429,reset --seed 1
     """
     from launcher.errors import ConfigError
-    from launcher.reference_endpoint import Faults, serve
+    from launcher.testing.faults import Faults
+    from launcher.testing.reference_endpoint import serve
 
     try:  # before the data is loaded; click already checked the numbers' ranges
         plan = Faults(fail_rate, faults, seed, retry_after, hang_s)

@@ -1,2 +1,3 @@
-"""Test tooling shipped with the launcher (and in its image): the reference endpoint's data
-helpers and synthetic datasets. Nothing here is used by a normal evaluation run."""
+"""Test tooling shipped with the launcher (and in its image): the reference endpoint
+(``reference_endpoint``, with ``oracle`` and ``faults``) and synthetic datasets. Nothing here is
+used by a normal evaluation run."""

@@ -327,7 +327,7 @@ def test_fetch_through_every_fault_kind_of_the_reference_endpoint(
     answer, and each item is answered ok exactly once (no success is requested again)."""
     import threading
 
-    import launcher.reference_endpoint as ref
+    import launcher.testing.reference_endpoint as ref
     from launcher.harness import fetch
     from launcher.harness.runconfig import parse_run_config
 

@@ -17,7 +17,7 @@ from launcher.harness.tasks.humaneval import (  # noqa: E402
     extract_code,
     score_response,
 )
-from launcher.reference_endpoint import humaneval_answer  # noqa: E402
+from launcher.testing.oracle import humaneval_answer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

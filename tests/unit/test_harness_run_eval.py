@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-import launcher.reference_endpoint as ref  # noqa: E402
+import launcher.testing.reference_endpoint as ref  # noqa: E402
 from launcher.harness.run_eval import main  # noqa: E402
 from launcher.testing.synthetic import gsm8k_dir  # noqa: E402
 
@@ -108,12 +108,9 @@ def test_api_key_is_sent_and_never_written(
     seen: list[str | None] = []
     server = ref.make_server("127.0.0.1", 0, 1.0, 0, str(DATA))
 
-    class Recording(server.RequestHandlerClass):  # type: ignore[misc,name-defined]
-        def do_POST(self) -> None:
-            seen.append(self.headers.get("Authorization"))
-            super().do_POST()
-
-    server.RequestHandlerClass = Recording
+    server.observers.append(
+        lambda request: seen.append(request.headers.get("Authorization"))
+        if request.method == "POST" else None)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     secret = "sk-test-0123456789-secret"
     monkeypatch.setenv("MY_ENDPOINT_KEY", secret)

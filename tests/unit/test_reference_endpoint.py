@@ -18,9 +18,16 @@ from typing import Any
 
 import pytest
 
-import launcher.reference_endpoint as ref  # noqa: E402
+import launcher.testing.reference_endpoint as ref  # noqa: E402
 from launcher.errors import ConfigError  # noqa: E402
 from launcher.harness.tasks.gsm8k import build_messages, extract_answer  # noqa: E402
+from launcher.testing.faults import DEFAULT_FAULTS, Faults, parse_faults  # noqa: E402
+from launcher.testing.oracle import (  # noqa: E402
+    CUSTOM_MISSING,
+    GSM8K_MISSING,
+    Oracle,
+    is_correct,
+)
 from launcher.testing.synthetic import gsm8k_dir  # noqa: E402
 
 DATA = gsm8k_dir()
@@ -30,13 +37,13 @@ DATA = gsm8k_dir()
 def test_first_n_items_have_exactly_floor_n_a_right(accuracy: float) -> None:
     a = Fraction(str(accuracy))
     for n in range(0, 200):
-        right = sum(ref.is_correct(i, a) for i in range(n))
+        right = sum(is_correct(i, a) for i in range(n))
         assert right == math.floor(n * a)
 
 
 def test_accuracy_must_be_a_fraction() -> None:
     with pytest.raises(ConfigError):
-        ref.Oracle(1.5, [], None)
+        Oracle(1.5, [], None)
 
 
 GSM_ROWS = [
@@ -49,7 +56,7 @@ HE_PROBLEMS = [
 
 
 def test_oracle_lookup_by_containment() -> None:
-    oracle = ref.Oracle(1.0, HE_PROBLEMS, GSM_ROWS)
+    oracle = Oracle(1.0, HE_PROBLEMS, GSM_ROWS)
     long_q = "Solve this.\n\nQuestion: Tom has 3 apples and buys 4. How many?\nThanks"
     assert oracle.answer(long_q).endswith("The answer is 7.")
     assert "<<" not in oracle.answer(long_q)
@@ -64,9 +71,9 @@ def test_custom_items_and_unknown_prompts_name_the_missing_data() -> None:
     rows = [{"question": "Capital of France?", "choices": ["Rome", "Paris"], "answer": "B"},
             {"question": "Symbol O?", "choices": ["Gold", "Oxygen"], "answer": "Oxygen"},
             {"id": "x", "question": "Two plus two?", "answer": ["4", "four"]}]
-    right = ref.Oracle(1.0, HE_PROBLEMS, None, rows, (ref.GSM8K_MISSING,))
+    right = Oracle(1.0, HE_PROBLEMS, None, rows, (GSM8K_MISSING,))
     assert [right.answer(r["question"]) for r in rows] == ["B", "B", "4"]
-    wrong = ref.Oracle(0.0, HE_PROBLEMS, None, rows)
+    wrong = Oracle(0.0, HE_PROBLEMS, None, rows)
     assert [wrong.answer(r["question"]) for r in rows] == ["A", "A", "I do not know."]
     assert right.lookup("Two plus two?").id == "custom/x"
     gsm8k_prompt = build_messages("How many eggs?")[0]["content"]
@@ -77,7 +84,7 @@ def test_custom_items_and_unknown_prompts_name_the_missing_data() -> None:
 
 
 def test_wrong_answers() -> None:
-    oracle = ref.Oracle(0.0, HE_PROBLEMS, GSM_ROWS)
+    oracle = Oracle(0.0, HE_PROBLEMS, GSM_ROWS)
     assert extract_answer(oracle.answer(GSM_ROWS[0]["question"])) == "8"
     assert extract_answer(oracle.answer(GSM_ROWS[1]["question"])) == "2126"
     assert "raise NotImplementedError" in oracle.answer(HE_PROBLEMS[0]["prompt"])
@@ -170,7 +177,7 @@ def test_errors_have_openai_shape(
 
 
 def test_latency_does_not_serialise_requests() -> None:
-    server = ref.ReferenceServer(("127.0.0.1", 0), ref.Oracle(1.0, [], None, [HELLO_ROW]), 300,
+    server = ref.ReferenceServer(("127.0.0.1", 0), Oracle(1.0, [], None, [HELLO_ROW]), 300,
                                  False)
     address = _start(server)
     body = HELLO
@@ -193,7 +200,7 @@ def test_serves_humaneval_without_gsm8k(tmp_path: Path, capsys: pytest.CaptureFi
     server.server_close()
     assert server.oracle.counts == {"humaneval": 164, "gsm8k": 0, "custom": 0}
     assert "GSM8K unavailable" in capsys.readouterr().out
-    assert server.oracle.missing == (ref.GSM8K_MISSING, ref.CUSTOM_MISSING)
+    assert server.oracle.missing == (GSM8K_MISSING, CUSTOM_MISSING)
 
 
 # -- faults, stats and the HTTP server ---------------------------------------------------------
@@ -222,9 +229,9 @@ class _Served:
         assert not self.thread.is_alive() and time.monotonic() - start < 5
 
 
-def _server(latency_ms: float = 0, oracle: ref.Oracle | None = None, **faults: Any) -> _Served:
-    plan = ref.Faults(**faults) if faults else None
-    oracle = oracle or ref.Oracle(1.0, HE_PROBLEMS_ID, GSM_ROWS, [HELLO_ROW])
+def _server(latency_ms: float = 0, oracle: Oracle | None = None, **faults: Any) -> _Served:
+    plan = Faults(**faults) if faults else None
+    oracle = oracle or Oracle(1.0, HE_PROBLEMS_ID, GSM_ROWS, [HELLO_ROW])
     return _Served(ref.ReferenceServer(("127.0.0.1", 0), oracle, latency_ms, faults=plan))
 
 
@@ -371,12 +378,12 @@ def test_fail_rate_is_per_request_seeded_and_about_right() -> None:
 
 
 def test_fault_options_are_validated() -> None:
-    assert ref.parse_faults(["429", "500, reset", "429"]) == ("429", "500", "reset")
+    assert parse_faults(["429", "500, reset", "429"]) == ("429", "500", "reset")
     with pytest.raises(ConfigError, match="unknown fault"):
-        ref.parse_faults(["503"])
+        parse_faults(["503"])
     with pytest.raises(ConfigError):
-        ref.Faults(rate=1.5)
-    assert ref.Faults(rate=0.5, kinds=[]).kinds == ref.DEFAULT_FAULTS
+        Faults(rate=1.5)
+    assert Faults(rate=0.5, kinds=[]).kinds == DEFAULT_FAULTS
 
 
 def test_stats_count_ok_answers_per_item_and_reset() -> None:
@@ -417,20 +424,21 @@ def test_keep_alive_and_pipelining_on_one_connection() -> None:
                 status, headers, body = _read_response(reader)
                 assert status == 200 and "connection" not in headers
                 assert json.loads(body)["choices"][0]["message"]["content"] == "Hi"
-            sock.sendall(_post() * 5)  # pipelined: answered in order
-            for _ in range(5):
+            sock.sendall(_post() * 50)  # pipelined (past aiohttp's queue of 32): in order
+            for _ in range(50):
                 assert _read_response(reader)[0] == 200
             sock.sendall(_post(extra="Connection: close\r\n"))
             status, headers, _ = _read_response(reader)
             assert status == 200 and headers["connection"] == "close"
             assert reader.read() == b""  # closed by the server
-        assert _stats(address)["requests"]["ok"] == 306
+        assert _stats(address)["requests"]["ok"] == 351
 
 
 def test_http_1_0_closes_unless_keep_alive() -> None:
     with _server() as address:
-        out = _raw(address, b"GET /health HTTP/1.0\r\n\r\n")
-        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b'{"status": "ok"}')
+        out = _raw(address, b"GET /health HTTP/1.0\r\n\r\n")  # read until it closes
+        # aiohttp answers in the request's version
+        assert out.startswith(b"HTTP/1.0 200 ") and out.endswith(b'{"status": "ok"}')
 
 
 def test_expect_100_continue() -> None:
@@ -439,7 +447,7 @@ def test_expect_100_continue() -> None:
         data = json.dumps(HELLO).encode()
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(
-                f"POST {CHAT} HTTP/1.1\r\nContent-Length: {len(data)}\r\n"
+                f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
                 "Expect: 100-continue\r\n\r\n".encode()
             )
             reader = sock.makefile("rb")
@@ -463,11 +471,12 @@ def test_expect_100_continue() -> None:
         (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
          400),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-        (b"GET /v1/chat/completions HTTP/1.1\r\n\r\n", 405),
-        (b"DELETE /health HTTP/1.1\r\n\r\n", 405),
-        (b"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+        (b"GET /health HTTP/1.1\r\n\r\n", 400),  # aiohttp: HTTP/1.1 needs a Host header
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+         413),
+        (b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
     ],
 )
 def test_malformed_requests(request_bytes: bytes, status: int) -> None:
@@ -480,6 +489,25 @@ def test_malformed_requests(request_bytes: bytes, status: int) -> None:
         assert payload["error"]["message"] and payload["error"]["type"]
 
 
+def test_chunked_body_is_answered() -> None:
+    data = json.dumps(HELLO).encode()
+    with _server() as address:
+        out = _raw(address, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                   b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                   b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        assert out.startswith(b"HTTP/1.1 200 ")
+        assert json.loads(out.split(b"\r\n\r\n", 1)[1])["choices"][0]["message"]["content"] == "Hi"
+
+
+def test_large_body_is_read_whole() -> None:
+    """3 MiB (past aiohttp's 1 MiB default and its reader's pause/resume high water)."""
+    body = {"messages": [{"role": "system", "content": "x" * (3 << 20)},
+                         {"role": "user", "content": "Hello"}]}
+    with _server() as address:
+        status, out = _call(address, "POST", CHAT, body)
+        assert status == 200 and out["choices"][0]["message"]["content"] == "Hi"
+
+
 def test_request_head_too_large() -> None:
     with _server() as address:
         out = _raw(address, b"GET /health HTTP/1.1\r\nX: " + b"a" * (ref.MAX_HEAD + 10))
@@ -490,12 +518,7 @@ def test_request_observer_sees_headers() -> None:
     seen: list[str | None] = []
     served = _server()
 
-    class Recording(served.server.RequestHandlerClass):  # type: ignore[misc,name-defined]
-        def do_POST(self) -> None:
-            seen.append(self.headers.get("Authorization"))
-            super().do_POST()
-
-    served.server.RequestHandlerClass = Recording
+    served.server.observers.append(lambda req: seen.append(req.headers.get("Authorization")))
     with served as address:
         conn = http.client.HTTPConnection(address, timeout=5)
         conn.request("POST", CHAT, body=json.dumps(HELLO), headers={"authorization": "Bearer k"})
@@ -505,7 +528,7 @@ def test_request_observer_sees_headers() -> None:
 
 
 def test_shutdown_before_serving_and_twice() -> None:
-    server = ref.ReferenceServer(("127.0.0.1", 0), ref.Oracle(1.0, [], None), 0)
+    server = ref.ReferenceServer(("127.0.0.1", 0), Oracle(1.0, [], None), 0)
     server.shutdown()  # not serving yet: serve_forever then returns at once
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
