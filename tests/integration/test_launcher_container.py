@@ -13,7 +13,7 @@ import docker
 import pytest
 import yaml
 
-from tests.integration.conftest import run_launcher_container
+from tests.integration.conftest import SESSION_LABELS, ours, run_launcher_container
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +138,8 @@ def test_named_volume_output_dir(tmp_path, launcher_image, reference_endpoint, n
                                  gsm8k_dir, docker_client):
     """-v <named volume>:/results: sibling containers write into the volume."""
     endpoint = reference_endpoint(0.0)
-    volume = docker_client.volumes.create(labels={"eval-launcher.test": "volume"})
+    volume = docker_client.volumes.create(labels={"eval-launcher.test": "volume",
+                                                  **SESSION_LABELS})
     try:
         config = write_config(tmp_path / "config", endpoint.url, network.name, limit=5,
                               tasks=[{"name": "gsm8k", "dataset_dir": "/data/gsm8k"}])
@@ -155,8 +156,8 @@ def test_named_volume_output_dir(tmp_path, launcher_image, reference_endpoint, n
 
 
 def _labelled_jobs(client: docker.DockerClient) -> set[str]:
-    return {c.id for c in client.containers.list(all=True,
-                                                 filters={"label": "eval-launcher.invocation"})}
+    return {c.id for c in client.containers.list(
+        all=True, filters=ours("eval-launcher.invocation"))}
 
 
 @pytest.mark.parametrize(
