@@ -193,3 +193,28 @@ def test_extra_labels_parse():
     assert labels.extra_labels({labels.LABELS_ENV: " a=1, b.c/d=x=y ,"}) == {"a": "1",
                                                                              "b.c/d": "x=y"}
     assert labels.extra_labels({}) == {}
+
+
+def test_bad_extra_labels_from_the_cli_are_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "launcher", "run", "--config",
+                           write_config(tmp_path), "--dry-run"], capture_output=True, text=True,
+                          env={**os.environ, labels.LABELS_ENV: "oops"}, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {labels.LABELS_ENV}: expected comma-separated key=value labels, got 'oops'"]
+
+
+def test_dry_run_shows_the_extra_labels_in_plan_and_scripts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(labels.LABELS_ENV, "suite=dry")
+    assert run_cmd.run(ConfigOptions(config=write_config(tmp_path)), (), dry_run=True,
+                       host_output_dir=None) == 0
+    document = yaml.safe_load(capsys.readouterr().out)
+    assert document["plan"]["jobs"][0]["labels"]["suite"] == "dry"
+    scripts = document["scripts"]
+    assert {k.rsplit("/", 1)[1] for k in scripts} == {"run.sh", "run_all.sh",
+                                                      "run_all.sequential.sh"}
+    assert all("--label suite=dry" in v for k, v in scripts.items() if k.endswith("run.sh"))
+    assert not (tmp_path / "out").exists()
