@@ -252,3 +252,8 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
         except LauncherError as e:
             print(f"error: {e.message}", flush=True)
             return e.exit_code
+        except Exception:  # the container removes itself: its log is the only trace left
+            import traceback
+
+            traceback.print_exc()
+            return 1

@@ -93,7 +93,8 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
             f"output folder {inv.output_dir} is not writable by the launcher ({exc.strerror}): "
             "choose another execution.output_dir, or mount it read-write",
             source=prepared.loaded.source, key="execution.output_dir") from None
-    for job, job_rec in zip(inv.jobs, rec.jobs, strict=True):  # one list: planned, resolved
+    for job_rec in rec.jobs:
+        job = job_rec.plan
         store.write_atomic(os.path.join(record.job_folder(job).artifacts,
                                         plan_mod.RUN_CONFIG_NAME),
                            yaml.safe_dump(job.run_config, sort_keys=False), owner)

@@ -160,7 +160,10 @@ def launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, 
                                                   "/var/run/docker.sock", "rw")
     for host, target, mode in volumes:
         container = container.with_volume_mapping(host, target, mode)
-    for key, value in {"EVAL_LAUNCHER_LABELS": SESSION, **(env or {})}.items():
+    # The built-in tasks (and a detached run's supervisor) run this session's image, not
+    # whatever eval-launcher:latest is on a shared engine.
+    defaults = {"EVAL_LAUNCHER_LABELS": SESSION, "EVAL_LAUNCHER_IMAGE": image}
+    for key, value in {**defaults, **(env or {})}.items():
         container = container.with_env(key, value)
     kwargs: dict = {"labels": {TEST_LABEL: "launcher", **SESSION_LABELS}}
     if workdir:
