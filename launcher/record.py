@@ -240,7 +240,29 @@ def unstructure(record: InvocationRecord) -> dict[str, Any]:
 
 
 def structure(data: dict[str, Any]) -> InvocationRecord:
+    if "host_view" in data:
+        data = _from_host_view(data)
     return _conv.structure(data, InvocationRecord)
+
+
+def _from_host_view(data: dict[str, Any]) -> dict[str, Any]:
+    """A record written before ContainerSpec (plan + positional ``host_view``), upgraded."""
+    view = data["host_view"]
+    jobs = []
+    for i, job_data in enumerate(data["jobs"]):
+        job = _conv.structure(job_data["spec"], Job)
+        hosts = [_conv.structure(m, HostSource) for m in view["mounts"][i]]
+        by_source = {m.source: h for m, h in zip(job.mounts, hosts, strict=True)}
+        container = for_job(job, by_source.__getitem__, view.get("user"), {})
+        jobs.append({**{k: v for k, v in job_data.items() if k != "spec"},
+                     "host_dir": view["jobs"][i], "plan": job_data["spec"],
+                     "container": _conv.unstructure(container)})
+    execution = data.get("execution") or {}
+    return {**{k: v for k, v in data.items() if k != "host_view"}, "jobs": jobs,
+            "host": view["invocation"],
+            "execution": {"mode": execution.get("mode", "sequential"),
+                          "max_parallel": int(execution.get("max_parallel", 1)),
+                          "detached": bool(execution.get("detached", False))}}
 
 
 def write(folder: str, record: InvocationRecord, owner: store.Owner) -> None:

@@ -74,3 +74,31 @@ def test_record_redacts_literals_and_round_trips_the_plan(tmp_path):
     assert moved.jobs[0].job_dir == "/elsewhere/20260101_000000-abababababababab/gsm8k.0"
     assert attrs.evolve(moved.jobs[0], job_dir=job.job_dir) == job
     assert again.jobs[0].container.mounts[0].source.source.startswith("/home/u/res/")
+
+
+def test_a_record_from_before_container_specs_still_loads(tmp_path):
+    """invocation.json as the launcher wrote it before ContainerSpec (plan + host_view)."""
+    job, inv, raw = job_and_invocation(tmp_path)
+    host, (resolved_job,) = resolved(inv)
+    conv = record._conv
+    old = {
+        "invocation_id": inv.invocation_id, "created": inv.created, "ended": None,
+        "launcher_version": "0.1.0", "launcher": {"container_id": None, "host": "h", "pid": 1},
+        "output_dir": inv.output_dir, "dir": inv.dir, "host_dir": host.source,
+        "host_view": {"invocation": conv.unstructure(host),
+                      "jobs": [conv.unstructure(resolved_job.host_dir)],
+                      "mounts": [[conv.unstructure(m.source)
+                                  for m in resolved_job.container.mounts]],
+                      "user": "1000:1000"},
+        "execution": {"mode": "sequential", "max_parallel": 1, "detached": False},
+        "config": raw, "images": {}, "jobs": [{
+            "job_id": job.job_id, "task": job.task, "image": job.image, "image_id": None,
+            "dir": "gsm8k.0", "container_name": job.container_name,
+            "env_names": resolved_job.env_names, "spec": conv.unstructure(job)}],
+    }
+    (tmp_path / record.RECORD).write_text(json.dumps(old))
+    loaded = record.load(str(tmp_path))
+    assert loaded is not None
+    assert loaded.jobs[0].container == resolved_job.container
+    assert loaded.jobs[0].host_dir == resolved_job.host_dir
+    assert loaded.invocation(str(tmp_path)).jobs[0].task == "gsm8k"
