@@ -58,7 +58,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.fail(f"the integration tests need a running Docker Engine (set DOCKER_HOST or "
                     f"start dockerd): {exc}", pytrace=False)
     yield client
-    for container in client.containers.list(all=True, filters=ours()):
+    for container in client.containers.list(all=True, ignore_removed=True, filters=ours()):
         container.remove(force=True)
     for net in client.networks.list(filters=ours()):
         with contextlib.suppress(docker.errors.APIError):

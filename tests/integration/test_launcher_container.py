@@ -56,7 +56,8 @@ def score(artifacts: Path, task: str, metric: str) -> tuple[float, int]:
 
 def no_containers_left(client: docker.DockerClient, invocation_id: str) -> bool:
     return not client.containers.list(
-        all=True, filters={"label": f"eval-launcher.invocation={invocation_id}"})
+        all=True, ignore_removed=True,
+        filters={"label": f"eval-launcher.invocation={invocation_id}"})
 
 
 def test_different_paths_exact_scores_owner_and_rerun(
@@ -157,7 +158,7 @@ def test_named_volume_output_dir(tmp_path, launcher_image, reference_endpoint, n
 
 def _labelled_jobs(client: docker.DockerClient) -> set[str]:
     return {c.id for c in client.containers.list(
-        all=True, filters=ours("eval-launcher.invocation"))}
+        all=True, ignore_removed=True, filters=ours("eval-launcher.invocation"))}
 
 
 @pytest.mark.parametrize(
