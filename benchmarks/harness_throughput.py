@@ -51,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def prompt(i: int) -> str:
-    # Unknown to the endpoint (a fixed answer), distinct per request (distinct cache keys).
+    # Distinct per request (distinct cache keys); the endpoint knows them as custom-task items
+    # (it never answers a prompt it does not know), so each gets a short fixed answer.
     return f"Question {i}: Natalia sold {i} clips in April and half as many in May. How many?"
 
 
@@ -237,12 +238,16 @@ def run_worker(kind: str, url: str, n: int, parallelism: int) -> dict[str, Any]:
 
 
 class Endpoint:
-    """The reference endpoint on a free loopback port, answering unknown prompts (no data set)."""
+    """The reference endpoint on a free loopback port, knowing the first ``n`` prompts."""
 
-    def __init__(self, latency_ms: float) -> None:
+    def __init__(self, latency_ms: float, n: int) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="harness-bench-endpoint-")
+        known = Path(self._dir.name) / "prompts.jsonl"
+        known.write_text("".join(json.dumps({"question": prompt(i), "answer": str(i)}) + "\n"
+                                 for i in range(n)))
         self.proc, port = start_server(
-            [sys.executable, "-m", "launcher.testing.reference_endpoint"],
-            latency_ms, dataset=False, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "launcher.testing.reference_endpoint", "--dataset",
+             str(known)], latency_ms, dataset=False, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10):
             pass
@@ -256,6 +261,7 @@ class Endpoint:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self._dir.cleanup()
 
 
 def main() -> int:
@@ -279,7 +285,8 @@ def main() -> int:
 
     n, p = args.requests, args.parallelism
     ideal = n * args.latency_ms / 1000 / p
-    endpoint = Endpoint(args.latency_ms)
+    sizes = [int(s) for s in args.rss_sizes.split(",") if s]
+    endpoint = Endpoint(args.latency_ms, max([n, *sizes]))
     try:
         print(f"endpoint {endpoint.url} latency {args.latency_ms:g} ms; {n} requests at "
               f"parallelism {p}; ideal {ideal:.2f} s; {os.cpu_count()} CPUs, load "

@@ -122,7 +122,7 @@ def config_show(file, config, config_dir, config_name, overrides, env_file) -> N
     Example:
       launcher config show examples/local_reference.yaml -o execution.mode=parallel
     """
-    from launcher.commands.run import dump_yaml
+    from launcher.commands.dryrun import dump_yaml
     from launcher.prepare import load
     from launcher.store import redact
 

@@ -314,3 +314,13 @@ class PathTranslator:
             f"sibling containers: mount a host directory instead (`-v /path/on/host:"
             f"{_show(dest)}`) or upgrade to Docker Engine >= 26 (API 1.45)"
         )
+
+
+def output_overrides(output_dir: str, override: str | None,
+                     environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The user's host path for the output folder (``--host-output-dir``, else
+    ``EVAL_LAUNCHER_HOST_OUTPUT_DIR``) as ``PathTranslator.overrides``: the one rule, for runs
+    and dry runs alike."""
+    host_output = override or (os.environ if environ is None else environ).get(
+        HOST_OUTPUT_DIR_ENV)
+    return {os.path.realpath(output_dir): host_output} if host_output else {}

@@ -19,13 +19,10 @@ from launcher.config import Config, deep_merge, task_evaluator_config
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
 from launcher.errors import ConfigError
+from launcher.labels import LABEL_INVOCATION, LABEL_JOB, LABEL_TASK
 
 RESULTS_MOUNT = "/results"
 RUN_CONFIG_NAME = "run_config.yml"
-LABEL_PREFIX = "eval-launcher"
-LABEL_INVOCATION = f"{LABEL_PREFIX}.invocation"
-LABEL_JOB = f"{LABEL_PREFIX}.job"
-LABEL_TASK = f"{LABEL_PREFIX}.task"
 
 
 @attrs.frozen

@@ -10,28 +10,32 @@ from typing import TextIO
 
 from launcher.harness.progress import read as read_progress
 from launcher.plan import Invocation, Job
+from launcher.record import JobState, Marker, job_folder
 from launcher.status import job_status
 
 TTY_EVERY_S = 0.5
 PLAIN_EVERY_S = 15.0
 
 
-def job_line(job: Job) -> str:
-    status = job_status(job.job_id, job.task, job.job_dir, None, launcher_alive=True)
+def job_line(job: Job) -> tuple[JobState, str]:
+    """The job's state and its line in the view."""
+    folder = job_folder(job)
+    status = job_status(job.job_id, job.task, folder, None, launcher_alive=True)
     state = status.state
-    if state == "failed" and not os.path.exists(os.path.join(job.logs_dir, "stage.exit")):
-        state = "running"  # no exit marker yet: the container is still being followed
-    progress = read_progress(job.artifacts_dir) if state != "pending" else None
+    if state == JobState.FAILED and not folder.has(Marker.EXIT):
+        state = JobState.RUNNING  # no exit marker yet: the container is still being followed
+    progress = read_progress(folder.artifacts) if state != JobState.PENDING else None
     parts = [f"{job.task}.{job.index}".ljust(16), state.ljust(8)]
     if progress:
         done, total = progress.get("done", 0), progress.get("total", 0)
         parts.append(f"{done}/{total}".rjust(11))
         parts.append(f"{progress.get('rate', 0):7.1f}/s")
         eta = progress.get("eta_s")
-        parts.append(f"eta {eta:6.0f}s" if eta is not None and state == "running" else "")
+        parts.append(f"eta {eta:6.0f}s" if eta is not None and state == JobState.RUNNING
+                     else "")
     if status.value is not None:
         parts.append(f"{status.metric}={status.value:.4f}")
-    return "  ".join(p for p in parts if p).rstrip()
+    return state, "  ".join(p for p in parts if p).rstrip()
 
 
 class LiveView:
@@ -71,14 +75,14 @@ class LiveView:
                     self._draw()
                 else:
                     for job in self.invocation.jobs:
-                        line = job_line(job)
-                        if " running " in f" {line} ":
+                        state, line = job_line(job)
+                        if state == JobState.RUNNING:
                             print(f"progress {line}", file=self.stream, flush=True)
 
     def _draw(self) -> None:
         if not self.tty or self.stopping.is_set():
             return
-        lines = [job_line(job) for job in self.invocation.jobs]
+        lines = [job_line(job)[1] for job in self.invocation.jobs]
         self.stream.write("\n".join(lines) + "\n")
         self.stream.flush()
         self.drawn = len(lines)

@@ -1,10 +1,21 @@
-"""The invocation record, ``invocation.json``: everything a NEW launcher (another container,
-or the plain CLI on the host) needs to report on, stop, supervise or resume a run: the plan
-(typed, via cattrs), the host view of every path, image ids, who launched it, start and end.
-Never a secret value: env vars are recorded by name, literal config values redacted."""
+"""The invocation folder: its typed record (``invocation.json``), the job states and the
+stage-marker protocol. This module is the only one that knows these names and shapes.
+
+The record holds everything a NEW launcher (another container, or the plain CLI on the host)
+needs to report on, stop, supervise or resume a run: the plan (typed, via cattrs), each job's
+resolved ``ContainerSpec`` (host paths, labels, user), image ids, who launched it, start and
+end. Never a secret value: env vars are recorded by name, literal config values redacted.
+
+Markers, in ``<job>/logs/``: ``stage.pre-start`` and ``stage.running`` hold a UTC time;
+``stage.exit`` holds ``<time> <exit code> [<state> [<note>]]``; ``stage.killed`` (written by
+``launcher kill`` before it removes containers) tells whoever follows the container that the
+end was a kill. ``run.sh`` writes the same markers (see scripts.py).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import os
 import socket
 from datetime import UTC, datetime
@@ -14,69 +25,257 @@ import attrs
 import cattrs
 
 from launcher import __version__, store
-from launcher.hostpaths import HostSource
+from launcher.hostpaths import HostSource, PathTranslator
 from launcher.plan import Invocation, Job
+from launcher.spec import ContainerSpec, for_job
 
 RECORD = "invocation.json"
+STDOUT_LOG = "stdout.log"
 _conv = cattrs.Converter()
 
 
-@attrs.frozen
-class HostView:
-    """Where everything of one invocation is, as the HOST engine sees it."""
+class JobState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    KILLED = "killed"
 
-    invocation: HostSource
-    jobs: list[HostSource]
-    mounts: list[list[HostSource]]
-    user: str | None
+    @property
+    def active(self) -> bool:
+        return self in (JobState.PENDING, JobState.RUNNING)
+
+
+class Marker(enum.StrEnum):
+    PRE_START = "stage.pre-start"
+    RUNNING = "stage.running"
+    EXIT = "stage.exit"
+    KILLED = "stage.killed"
+
+
+class ExitNote(enum.StrEnum):
+    """Why a failed job's container ended, beyond its exit code."""
+
+    NONE = ""
+    OOM = "oom"
+    REMOVED = "removed"
+    KILLED = "killed"  # SIGKILLed from outside
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def build(invocation: Invocation, view: HostView, raw_config: dict[str, Any],
-          images: dict[str, str], launcher_container: str | None,
-          execution: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "invocation_id": invocation.invocation_id,
-        "created": invocation.created,
-        "ended": None,
-        "launcher_version": __version__,
-        "launcher": {"container_id": launcher_container, "host": socket.gethostname(),
-                     "pid": os.getpid()},
-        "output_dir": invocation.output_dir,
-        "dir": invocation.dir,
-        "host_dir": view.invocation.source,
-        "host_view": _conv.unstructure(view),
-        "execution": execution,
-        "config": store.redact(raw_config),
-        "images": images,
-        "jobs": [
-            {
-                "job_id": job.job_id,
-                "task": job.task,
-                "image": job.image,
-                "image_id": images.get(job.image),
-                "dir": os.path.basename(job.job_dir),
-                "container_name": job.container_name,
-                "env_names": [var.describe() for var in job.env],
-                "spec": _conv.unstructure(job),
-            }
-            for job in invocation.jobs
-        ],
-    }
+def now_z() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def plan_of(record: dict[str, Any], folder: str) -> tuple[Invocation, HostView]:
-    """The recorded plan, with launcher-side paths rebased on ``folder``, where the record
-    was found now (a later launcher may see the output volume at another path)."""
-    jobs = tuple(attrs.evolve(job, job_dir=os.path.join(folder, os.path.basename(job.job_dir)))
-                 for job in (_conv.structure(j["spec"], Job) for j in record["jobs"]))
-    invocation = Invocation(record["invocation_id"], record["created"],
-                            os.path.dirname(folder), folder, jobs)
-    return invocation, _conv.structure(record["host_view"], HostView)
+@attrs.frozen
+class ExitMark:
+    stamp: str
+    code: int | None
+    state: JobState
+    note: ExitNote = ExitNote.NONE
+
+    def line(self) -> str:
+        note = f" {self.note}" if self.note and self.state == JobState.FAILED else ""
+        return f"{self.stamp} {self.code} {self.state}{note}"
+
+    @classmethod
+    def parse(cls, line: str) -> ExitMark:
+        stamp, code, state, note = (line.split() + ["", "", "", ""])[:4]
+        number = int(code) if code.lstrip("-").isdigit() else None
+        known = {s.value for s in JobState}
+        job_state = JobState(state) if state in known else (
+            JobState.SUCCESS if code == "0" else JobState.FAILED)
+        return cls(stamp, number, job_state,
+                   ExitNote(note) if note in {n.value for n in ExitNote} else ExitNote.NONE)
 
 
-def write(folder: str, record: dict[str, Any], owner: store.Owner) -> None:
-    store.write_json(os.path.join(folder, RECORD), record, owner)
+@attrs.frozen
+class JobFolder:
+    """``<invocation>/<task>.<index>/``: ``artifacts/`` (the container's /results), ``logs/``
+    (stdout.log and the stage markers), ``run.sh``."""
+
+    path: str
+
+    @property
+    def artifacts(self) -> str:
+        return os.path.join(self.path, "artifacts")
+
+    @property
+    def logs(self) -> str:
+        return os.path.join(self.path, "logs")
+
+    @property
+    def stdout_log(self) -> str:
+        return os.path.join(self.logs, STDOUT_LOG)
+
+    def marker(self, marker: Marker) -> str:
+        return os.path.join(self.logs, marker.value)
+
+    def has(self, marker: Marker) -> bool:
+        return os.path.exists(self.marker(marker))
+
+    def read(self, marker: Marker) -> str | None:
+        try:
+            with open(self.marker(marker), encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError:
+            return None
+
+    def mark(self, marker: Marker, owner: store.Owner, text: str | None = None) -> None:
+        store.write_atomic(self.marker(marker), (text or now_z()) + "\n", owner)
+
+    def clear(self, *markers: Marker) -> None:
+        for marker in markers:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.marker(marker))
+
+    def read_exit(self) -> ExitMark | None:
+        line = self.read(Marker.EXIT)
+        return ExitMark.parse(line) if line else None
+
+    def write_exit(self, mark: ExitMark, owner: store.Owner) -> None:
+        self.mark(Marker.EXIT, owner, mark.line())
+
+
+def job_folder(job: Job) -> JobFolder:
+    return JobFolder(job.job_dir)
+
+
+# ---------------------------------------------------------------------------- the record
+
+
+@attrs.frozen
+class LauncherInfo:
+    container_id: str | None
+    host: str
+    pid: int
+
+
+@attrs.frozen
+class Execution:
+    mode: str = "sequential"
+    max_parallel: int = 1
+    detached: bool = False
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.max_parallel) if self.mode == "parallel" else 1
+
+
+@attrs.frozen
+class JobRecord:
+    job_id: str
+    task: str
+    image: str
+    image_id: str | None
+    dir: str  # the job folder's name inside the invocation folder
+    container_name: str
+    env_names: list[str]
+    host_dir: HostSource  # the job folder as the host engine sees it
+    plan: Job  # launcher-side view (paths as the launcher that planned it saw them)
+    container: ContainerSpec  # what the backend runs and run.sh renders
+
+
+@attrs.frozen
+class InvocationRecord:
+    invocation_id: str
+    created: str
+    ended: str | None
+    launcher_version: str
+    launcher: LauncherInfo
+    output_dir: str
+    dir: str
+    host_dir: str
+    host: HostSource  # the invocation folder as the host engine sees it
+    execution: Execution
+    config: dict[str, Any]
+    images: dict[str, str]
+    jobs: list[JobRecord]
+
+    def invocation(self, folder: str | None = None) -> Invocation:
+        """The plan, with job folders rebased on ``folder`` (where the record was found now:
+        a later launcher may see the output volume at another path)."""
+        folder = folder or self.dir
+        jobs = tuple(attrs.evolve(j.plan, job_dir=os.path.join(folder, j.dir)) for j in self.jobs)
+        return Invocation(self.invocation_id, self.created, os.path.dirname(folder), folder,
+                          jobs)
+
+    def specs(self) -> dict[str, ContainerSpec]:
+        return {j.job_id: j.container for j in self.jobs}
+
+
+def resolve_jobs(invocation: Invocation, translator: PathTranslator, user: str | None,
+                 labels: dict[str, str], images: dict[str, str] | None = None,
+                 ) -> tuple[HostSource, list[JobRecord]]:
+    """Every job resolved once for the host engine: host folder and container spec."""
+    translator.to_host(invocation.output_dir)  # an error here names the -v to add
+    host = translator.to_host(invocation.dir)
+    jobs = [JobRecord(
+        job_id=job.job_id, task=job.task, image=job.image,
+        image_id=(images or {}).get(job.image), dir=os.path.basename(job.job_dir),
+        container_name=job.container_name, env_names=[var.describe() for var in job.env],
+        host_dir=translator.to_host(job.job_dir), plan=job,
+        container=for_job(job, translator.to_host, user, labels),
+    ) for job in invocation.jobs]
+    return host, jobs
+
+
+def build(invocation: Invocation, host: HostSource, jobs: list[JobRecord],
+          raw_config: dict[str, Any], images: dict[str, str], launcher_container: str | None,
+          execution: Execution) -> InvocationRecord:
+    return InvocationRecord(
+        invocation_id=invocation.invocation_id, created=invocation.created, ended=None,
+        launcher_version=__version__,
+        launcher=LauncherInfo(launcher_container, socket.gethostname(), os.getpid()),
+        output_dir=invocation.output_dir, dir=invocation.dir, host_dir=host.source, host=host,
+        execution=execution, config=store.redact(raw_config), images=images, jobs=jobs)
+
+
+def unstructure(record: InvocationRecord) -> dict[str, Any]:
+    data: dict[str, Any] = _conv.unstructure(record)
+    return data
+
+
+def structure(data: dict[str, Any]) -> InvocationRecord:
+    if "host_view" in data:
+        data = _from_host_view(data)
+    return _conv.structure(data, InvocationRecord)
+
+
+def _from_host_view(data: dict[str, Any]) -> dict[str, Any]:
+    """A record written before ContainerSpec (plan + positional ``host_view``), upgraded."""
+    view = data["host_view"]
+    jobs = []
+    for i, job_data in enumerate(data["jobs"]):
+        job = _conv.structure(job_data["spec"], Job)
+        hosts = [_conv.structure(m, HostSource) for m in view["mounts"][i]]
+        by_source = {m.source: h for m, h in zip(job.mounts, hosts, strict=True)}
+        container = for_job(job, by_source.__getitem__, view.get("user"), {})
+        jobs.append({**{k: v for k, v in job_data.items() if k != "spec"},
+                     "host_dir": view["jobs"][i], "plan": job_data["spec"],
+                     "container": _conv.unstructure(container)})
+    execution = data.get("execution") or {}
+    return {**{k: v for k, v in data.items() if k != "host_view"}, "jobs": jobs,
+            "host": view["invocation"],
+            "execution": {"mode": execution.get("mode", "sequential"),
+                          "max_parallel": int(execution.get("max_parallel", 1)),
+                          "detached": bool(execution.get("detached", False))}}
+
+
+def write(folder: str, record: InvocationRecord, owner: store.Owner) -> None:
+    """The one place ``invocation.json`` is written (atomically)."""
+    store.write_json(os.path.join(folder, RECORD), unstructure(record), owner)
+
+
+def load(folder: str) -> InvocationRecord | None:
+    """The record in ``folder``, or None when missing, unreadable or not of this shape."""
+    import json
+
+    try:
+        with open(os.path.join(folder, RECORD), encoding="utf-8") as fh:
+            return structure(json.load(fh))
+    except (OSError, ValueError, TypeError, KeyError, cattrs.BaseValidationError):
+        return None

@@ -40,7 +40,7 @@ def read_scores(artifacts_dir: str) -> list[Score]:
     return scores
 
 
-def format_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
+def format_table(rows: Sequence[Sequence[object]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in [header, *rows]]

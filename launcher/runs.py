@@ -6,27 +6,33 @@ launcher container, or the plain CLI on the host, can answer for a run started e
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
 import attrs
 
+from launcher import record as record_mod
 from launcher.errors import ConfigError
+from launcher.plan import Invocation
+from launcher.record import RECORD, InvocationRecord, JobRecord
 
 DIR_RE = re.compile(r"^(\d{8}_\d{6})-([0-9a-f]{16})$")
-RECORD = "invocation.json"
 
 
 @attrs.frozen
 class Run:
+    """A recorded invocation and the folder it was found in (as this launcher sees it)."""
+
     invocation_id: str
     dir: str
-    record: dict
+    record: InvocationRecord
 
     @property
-    def jobs(self) -> list[dict]:
-        return list(self.record.get("jobs") or [])
+    def jobs(self) -> list[JobRecord]:
+        return list(self.record.jobs)
+
+    def invocation(self) -> Invocation:
+        return self.record.invocation(self.dir)
 
 
 def _folders(output_dir: str) -> list[tuple[str, str]]:
@@ -43,12 +49,8 @@ def _folders(output_dir: str) -> list[tuple[str, str]]:
 
 
 def load(folder: str) -> Run | None:
-    try:
-        with open(os.path.join(folder, RECORD), encoding="utf-8") as fh:
-            record = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return Run(record.get("invocation_id", ""), folder, record)
+    record = record_mod.load(folder)
+    return None if record is None else Run(record.invocation_id, folder, record)
 
 
 def all_runs(output_dir: str) -> list[Run]:
@@ -73,8 +75,8 @@ def find(output_dir: str, ident: str) -> tuple[Run, int | None]:
     if run is None:
         raise ConfigError(f"{matches[0][1]}/{RECORD} is missing or unreadable")
     index = int(job_part) if dot else None
-    if index is not None and not any(j.get("job_id") == f"{run.invocation_id}.{index}"
+    if index is not None and not any(j.job_id == f"{run.invocation_id}.{index}"
                                      for j in run.jobs):
         raise ConfigError(f"invocation {run.invocation_id} has no job {index} (jobs: "
-                          f"{', '.join(j['job_id'] for j in run.jobs)})")
+                          f"{', '.join(j.job_id for j in run.jobs)})")
     return run, index

@@ -8,28 +8,33 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from launcher import progress_view
+from launcher.backends.base import Backend
+from launcher.jobrun import EXIT_START_FAILED, run_job
 from launcher.plan import Invocation
-from launcher.record import HostView
+from launcher.spec import ContainerSpec
 from launcher.store import Owner
-
-if TYPE_CHECKING:
-    from launcher.executor import Engine
 
 
 def _terminate(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def execute(engine: Engine, invocation: Invocation, view: HostView,
-            env_values: dict[str, dict[str, str]], owner: Owner, *, workers: int,
+def echo_stderr(prefix: str) -> Callable[[str], None]:
+    def echo(line: str) -> None:
+        print(f"[{prefix}] {line}", file=sys.stderr, flush=True)
+
+    return echo
+
+
+def execute(backend: Backend, invocation: Invocation, specs: Mapping[str, ContainerSpec],
+            env_values: Mapping[str, Mapping[str, str]], owner: Owner, *, workers: int,
             only: set[str] | None = None) -> dict[str, int] | None:
     """Exit code per job id, or None when interrupted (our containers are then stopped)."""
-    from launcher.executor import echo_stderr
-
     jobs = [i for i, job in enumerate(invocation.jobs) if only is None or job.job_id in only]
     codes: dict[str, int] = {}
     lock = threading.Lock()
@@ -41,11 +46,11 @@ def execute(engine: Engine, invocation: Invocation, view: HostView,
         started = time.monotonic()
         live.say(f"[{name}] starting {job.image}")
         try:
-            code = engine.run_job(job, view.mounts[index], env_values.get(job.job_id, {}),
-                                  owner, echo=None if live.tty else echo_stderr(name))
+            code = run_job(backend, job, specs[job.job_id], env_values.get(job.job_id, {}),
+                           owner, echo=None if live.tty else echo_stderr(name))
         except Exception as exc:  # one job's failure must not stop the others
             live.say(f"[{name}] failed to run: {exc}")
-            code = 125
+            code = EXIT_START_FAILED
         with lock:
             codes[job.job_id] = code
         live.say(f"[{name}] exit {code} after {time.monotonic() - started:.1f}s")
@@ -61,7 +66,7 @@ def execute(engine: Engine, invocation: Invocation, view: HostView,
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         live.stop()
-        engine.stop_containers(invocation.invocation_id)
+        backend.stop_labelled(invocation.invocation_id)
         print(f"interrupted: stopped the containers of invocation {invocation.invocation_id}",
               file=sys.stderr)
         return None

@@ -9,41 +9,48 @@ import os
 import sys
 import time
 
-from launcher import record, report, runs, store
+from launcher import labels, record, report, runs
+from launcher.backends.base import Backend
 from launcher.errors import EnvironmentProblem
+from launcher.plan import Job
+from launcher.record import ExitMark, JobState, LauncherInfo, Marker, job_folder
 from launcher.status import JobStatus, invocation_state, job_status
 
 SUPERVISOR_LOG = "supervisor.log"  # a detached invocation's supervisor output
 
 
-def _engine_or_none():
-    from launcher.executor import Engine
+def _connect() -> Backend:
+    from launcher.backends import connect
 
+    return connect()
+
+
+def _backend_or_none() -> Backend | None:
     try:
-        return Engine()
+        return _connect()
     except EnvironmentProblem:
         return None  # status from the files alone is still the truth we have
 
 
-def statuses(run: runs.Run, engine) -> list[JobStatus]:
-    inv, _ = record.plan_of(run.record, run.dir)
-    facts = engine.job_containers(inv.invocation_id) if engine else {}
-    launcher = run.record.get("launcher") or {}
-    alive = bool(engine) and (engine.supervisor_running(inv.invocation_id)
-                              or engine.container_running(launcher.get("container_id")))
-    if not launcher.get("container_id") and not run.record.get("ended"):
+def statuses(run: runs.Run, backend: Backend | None) -> list[JobStatus]:
+    inv = run.invocation()
+    facts = backend.job_states(inv.invocation_id) if backend else {}
+    launcher = run.record.launcher
+    alive = backend is not None and (backend.supervisor_running(inv.invocation_id)
+                                     or backend.running(launcher.container_id))
+    if not launcher.container_id and not run.record.ended:
         alive = alive or _pid_alive(launcher)
-    return [job_status(job.job_id, job.task, job.job_dir, facts.get(job.job_id), alive)
+    return [job_status(job.job_id, job.task, job_folder(job), facts.get(job.job_id), alive)
             for job in inv.jobs]
 
 
-def _pid_alive(launcher: dict) -> bool:
+def _pid_alive(launcher: LauncherInfo) -> bool:
     import socket
 
-    if launcher.get("host") != socket.gethostname() or not launcher.get("pid"):
+    if launcher.host != socket.gethostname() or not launcher.pid:
         return False
     try:
-        os.kill(int(launcher["pid"]), 0)
+        os.kill(int(launcher.pid), 0)
         return True
     except (OSError, ValueError):
         return False
@@ -57,33 +64,34 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
         run, index = found[0], None
     else:
         run, index = runs.find(output_dir, ident)
-    engine = _engine_or_none()
-    jobs = statuses(run, engine)
+    jobs = statuses(run, _backend_or_none())
     if index is not None:
         jobs = [j for j in jobs if j.job_id == f"{run.invocation_id}.{index}"]
     if as_json:
         print(json.dumps([j.as_dict() for j in jobs], indent=2))
         return 0
-    rows = [(j.job_id, j.task, j.state, "" if j.exit_code is None else str(j.exit_code),
+    rows: list[tuple[str, ...]] = [
+        (j.job_id, j.task, j.state, "" if j.exit_code is None else str(j.exit_code),
              "" if j.duration_s is None else f"{j.duration_s:.0f}s",
              "" if j.value is None else f"{j.metric}={j.value:.4f}", j.note) for j in jobs]
     print(f"invocation {run.invocation_id} ({invocation_state([j.state for j in jobs])}): "
-          f"{run.record.get('host_dir') or run.dir}")
+          f"{run.record.host_dir or run.dir}")
     print(report.format_table(rows, ("job", "task", "state", "exit", "duration", "score",
                                      "note")))
     return 0
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
-    engine = _engine_or_none()
+    backend = _backend_or_none()
     rows = []
     for run in runs.all_runs(output_dir)[:limit]:
-        states = [j.state for j in statuses(run, engine)]
-        model = ((run.record.get("config") or {}).get("target") or {}).get(
+        states = [j.state for j in statuses(run, backend)]
+        model = ((run.record.config or {}).get("target") or {}).get(
             "api_endpoint", {}).get("model_id")
-        rows.append({"invocation_id": run.invocation_id, "created": run.record.get("created"),
-                     "state": invocation_state(states), "tasks": [j["task"] for j in run.jobs],
-                     "model": model, "dir": run.record.get("host_dir") or run.dir})
+        rows.append({"invocation_id": run.invocation_id, "created": run.record.created,
+                     "state": invocation_state(states).value,
+                     "tasks": [j.task for j in run.jobs], "model": model,
+                     "dir": run.record.host_dir or run.dir})
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -95,28 +103,30 @@ def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
 
 def info(output_dir: str, ident: str) -> int:
     run, _ = runs.find(output_dir, ident)
+    from launcher.scripts import RUN_ALL, RUN_SH
+
     rec = run.record
-    host = rec.get("host_dir") or run.dir
+    host = rec.host_dir or run.dir
     print(f"invocation   {run.invocation_id}")
-    print(f"started      {rec.get('created')}   ended {rec.get('ended') or '-'}")
-    print(f"launcher     {rec.get('launcher_version')}   images {rec.get('images')}")
+    print(f"started      {rec.created}   ended {rec.ended or '-'}")
+    print(f"launcher     {rec.launcher_version}   images {rec.images}")
     print(f"folder       {host}")
-    print(f"rerun all    bash {host}/run_all.sequential.sh")
+    print(f"rerun all    bash {host}/{RUN_ALL[0]}")
     for job in run.jobs:
-        print(f"job {job['job_id']}  {job['task']:<12} {host}/{job['dir']}/run.sh   "
-              f"env: {', '.join(job.get('env_names') or []) or '-'}")
+        print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
+              f"env: {', '.join(job.env_names) or '-'}")
     return 0
 
 
 def logs(output_dir: str, ident: str, follow: bool) -> int:
     run, index = runs.find(output_dir, ident)
-    inv, _ = record.plan_of(run.record, run.dir)
+    inv = run.invocation()
     jobs = [j for j in inv.jobs if index is None or j.index == index]
     if follow and len(jobs) != 1:
         raise EnvironmentProblem(f"--follow needs one job: give a job id, e.g. "
                                  f"{inv.jobs[0].job_id}")
     for job in jobs:
-        path = os.path.join(job.logs_dir, "stdout.log")
+        path = job_folder(job).stdout_log
         prefix = f"[{job.task}.{job.index}] " if len(jobs) > 1 else ""
         offset = 0
         if os.path.exists(path):
@@ -130,11 +140,11 @@ def logs(output_dir: str, ident: str, follow: bool) -> int:
     return 0
 
 
-def _follow_file(path: str, offset: int, job) -> None:
+def _follow_file(path: str, offset: int, job: Job) -> None:
     """Tail the job's log file until its exit marker appears."""
-    exit_marker = os.path.join(job.logs_dir, "stage.exit")
+    folder = job_folder(job)
     while True:
-        done = os.path.exists(exit_marker)
+        done = folder.has(Marker.EXIT)
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
@@ -151,50 +161,55 @@ def _follow_file(path: str, offset: int, job) -> None:
 
 
 def kill(output_dir: str, ident: str) -> int:
-    from launcher.executor import KILLED_MARKER, Engine
+    from launcher import store
 
     run, index = runs.find(output_dir, ident)
-    inv, _ = record.plan_of(run.record, run.dir)
+    inv = run.invocation()
     owner = store.owner_of(inv.output_dir)
     targets = [j for j in inv.jobs if index is None or j.index == index]
-    engine = Engine()
-    before = {j.job_id: j.state for j in statuses(run, engine)}
-    pending = [j for j in targets if before[j.job_id] in ("pending", "running")]
+    backend = _connect()
+    before = {j.job_id: j.state for j in statuses(run, backend)}
+    pending = [j for j in targets if before[j.job_id].active]
     for job in pending:  # marked first, so whoever follows the container records "killed"
-        store.write_atomic(os.path.join(job.logs_dir, KILLED_MARKER), record.now() + "\n", owner)
+        job_folder(job).mark(Marker.KILLED, owner)
     if index is None:
-        removed = engine.stop_containers(inv.invocation_id)
+        removed = backend.stop_labelled(inv.invocation_id)
     else:
-        removed = engine.stop_containers(inv.invocation_id, targets[0].job_id)
-    follower = _someone_follows(run, engine)  # an attached launcher records its own ends
+        removed = backend.stop_labelled(inv.invocation_id, targets[0].job_id)
+    follower = _someone_follows(run, backend)  # an attached launcher records its own ends
     for job in pending:
-        exit_marker = os.path.join(job.logs_dir, "stage.exit")
-        deadline = time.monotonic() + (5 if follower and before[job.job_id] == "running" else 0)
-        while not os.path.exists(exit_marker) and time.monotonic() < deadline:
+        folder = job_folder(job)
+        wait = follower and before[job.job_id] == JobState.RUNNING
+        deadline = time.monotonic() + (5 if wait else 0)
+        while not folder.has(Marker.EXIT) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not os.path.exists(exit_marker):
-            store.write_atomic(exit_marker, f"{record.now()} 137 killed\n", owner)
+        if not folder.has(Marker.EXIT):
+            folder.write_exit(ExitMark(record.now_z(), 137, JobState.KILLED), owner)
     print(f"killed {len(pending)} job(s) of invocation {inv.invocation_id}; removed "
           f"{removed} container(s)")
     return 0
 
 
-def _someone_follows(run: runs.Run, engine) -> bool:
-    launcher = run.record.get("launcher") or {}
-    return engine.container_running(launcher.get("container_id")) or _pid_alive(launcher)
+def _someone_follows(run: runs.Run, backend: Backend) -> bool:
+    launcher = run.record.launcher
+    return backend.running(launcher.container_id) or _pid_alive(launcher)
+
+
+def resume_todo(current: list[JobStatus], invocation_id: str) -> set[str]:
+    """The jobs a resume reruns: every one that did not succeed; none while one runs."""
+    if any(j.state == JobState.RUNNING for j in current):
+        raise EnvironmentProblem(f"invocation {invocation_id} is still running: wait, or "
+                                 f"`launcher kill {invocation_id}` first")
+    return {j.job_id for j in current if j.state != JobState.SUCCESS}
 
 
 def resume(output_dir: str, ident: str, detach: bool) -> int:
     from launcher.commands.run import finish
-    from launcher.executor import Engine
 
+    extra = labels.extra_labels(os.environ)
     run, _ = runs.find(output_dir, ident)
-    engine = Engine()
-    current = statuses(run, engine)
-    if any(j.state == "running" for j in current):
-        raise EnvironmentProblem(f"invocation {run.invocation_id} is still running: wait, or "
-                                 f"`launcher kill {run.invocation_id}` first")
-    todo = {j.job_id for j in current if j.state != "success"}
+    backend = _connect()
+    todo = resume_todo(statuses(run, backend), run.invocation_id)
     if not todo:
         print(f"invocation {run.invocation_id}: every job already succeeded", file=sys.stderr)
         return 0
@@ -203,13 +218,13 @@ def resume(output_dir: str, ident: str, detach: bool) -> int:
         from launcher import dotenv
         from launcher.commands.run import start_supervisor
 
-        inv, _ = record.plan_of(run.record, run.dir)
-        translator = engine.path_translator(inv.output_dir, None)
-        start_supervisor(engine, inv, translator, dotenv.host_environment(None, None), todo)
+        inv = run.invocation()
+        translator = backend.path_translator(inv.output_dir, None)
+        start_supervisor(backend, inv, translator, dotenv.host_environment(None, None), todo)
         print(f"detached: follow with `launcher status {run.invocation_id}`", file=sys.stderr)
         print(run.invocation_id)
         return 0
-    return finish(engine, run.dir, only=todo)
+    return finish(backend, run.record, run.dir, only=todo, labels=extra)
 
 
 def supervise(inv_dir: str, only: set[str] | None = None) -> int:
@@ -219,9 +234,9 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
     invocation folder."""
     import contextlib
 
+    from launcher import store
     from launcher.commands.run import finish
     from launcher.errors import LauncherError
-    from launcher.executor import Engine
 
     log_path = os.path.join(inv_dir, SUPERVISOR_LOG)
     with open(log_path, "a", encoding="utf-8", buffering=1) as log, \
@@ -229,7 +244,16 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             store.chown(log_path, store.owner_of(inv_dir))
         try:
-            return finish(Engine(), inv_dir, only=only)
+            run = runs.load(inv_dir)
+            if run is None:
+                raise EnvironmentProblem(f"{inv_dir}/{record.RECORD} is missing or unreadable")
+            return finish(_connect(), run.record, inv_dir, only=only,
+                          labels=labels.extra_labels(os.environ))
         except LauncherError as e:
             print(f"error: {e.message}", flush=True)
             return e.exit_code
+        except Exception:  # the container removes itself: its log is the only trace left
+            import traceback
+
+            traceback.print_exc()
+            return 1

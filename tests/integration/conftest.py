@@ -3,11 +3,18 @@ endpoint container, and the launcher started AS A CONTAINER with the host's sock
 
 No registry here: testcontainers runs without Ryuk, so every container and network a test
 makes is removed by its fixture, and leftovers are swept by label at session end.
+
+Other people run eval-launcher containers on the same engine: every container, network and
+volume this session creates (directly, or through the launcher via ``EVAL_LAUNCHER_LABELS``)
+carries ``eval-launcher.test-session=<uuid4>``, and the sweep and the assertions look only
+at those.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
@@ -30,6 +37,16 @@ from launcher.testing.synthetic import write_gsm8k  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 TEST_LABEL = "eval-launcher.test"
 ENDPOINT_ALIAS = "refep"
+SESSION_KEY = "eval-launcher.test-session"
+SESSION_ID = uuid.uuid4().hex
+SESSION = f"{SESSION_KEY}={SESSION_ID}"  # a label filter, and EVAL_LAUNCHER_LABELS' value
+SESSION_LABELS = {SESSION_KEY: SESSION_ID}
+os.environ["EVAL_LAUNCHER_LABELS"] = SESSION  # the launcher run from this process, too
+
+
+def ours(label: str | None = None) -> dict[str, list[str]]:
+    """A ``filters=`` value: this session's resources (carrying ``label`` too, if given)."""
+    return {"label": [SESSION, *([label] if label else [])]}
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +58,11 @@ def docker_client() -> Iterator[docker.DockerClient]:
         pytest.fail(f"the integration tests need a running Docker Engine (set DOCKER_HOST or "
                     f"start dockerd): {exc}", pytrace=False)
     yield client
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    for container in client.containers.list(all=True, ignore_removed=True, filters=ours()):
         container.remove(force=True)
-    for container in client.containers.list(all=True,
-                                            filters={"label": "eval-launcher.invocation"}):
-        container.remove(force=True)
+    for net in client.networks.list(filters=ours()):
+        with contextlib.suppress(docker.errors.APIError):
+            net.remove()
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +89,7 @@ def gsm8k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def network() -> Iterator[Network]:
-    with Network() as net:
+    with Network(docker_network_kw={"labels": SESSION_LABELS}) as net:
         yield net
 
 
@@ -117,7 +134,7 @@ def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
             .with_volume_mapping(str(gsm8k_dir), "/data/gsm8k", "ro")
             .with_network(network)
             .with_network_aliases(ENDPOINT_ALIAS)
-            .with_kwargs(labels={TEST_LABEL: "endpoint"}, init=True)
+            .with_kwargs(labels={TEST_LABEL: "endpoint", **SESSION_LABELS}, init=True)
         )
         for host, target in volumes:
             container = container.with_volume_mapping(host, target, "ro")
@@ -149,9 +166,12 @@ def launcher_container(image: str, args: list[str], *, volumes: list[tuple[str, 
                                                   "/var/run/docker.sock", "rw")
     for host, target, mode in volumes:
         container = container.with_volume_mapping(host, target, mode)
-    for key, value in (env or {}).items():
+    # The built-in tasks (and a detached run's supervisor) run this session's image, not
+    # whatever eval-launcher:latest is on a shared engine.
+    defaults = {"EVAL_LAUNCHER_LABELS": SESSION, "EVAL_LAUNCHER_IMAGE": image}
+    for key, value in {**defaults, **(env or {})}.items():
         container = container.with_env(key, value)
-    kwargs: dict = {"labels": {TEST_LABEL: "launcher"}}
+    kwargs: dict = {"labels": {TEST_LABEL: "launcher", **SESSION_LABELS}}
     if workdir:
         kwargs["working_dir"] = workdir
     if user:

@@ -15,7 +15,12 @@ import docker
 import pytest
 import yaml
 
-from tests.integration.conftest import launcher_container, run_launcher_container
+from tests.integration.conftest import (
+    SESSION_LABELS,
+    launcher_container,
+    ours,
+    run_launcher_container,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +82,8 @@ def bench(tmp_path, launcher_image, network, reference_endpoint, gsm8k_dir):
 
 
 def labelled(client: docker.DockerClient, invocation_id: str) -> list:
-    return client.containers.list(all=True,
-                                  filters={"label": f"eval-launcher.invocation={invocation_id}"})
+    return client.containers.list(all=True, ignore_removed=True,
+                                  filters=ours(f"eval-launcher.invocation={invocation_id}"))
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.3):
@@ -124,7 +129,7 @@ def test_parallel_equals_sequential_and_a_failing_task_does_not_stop_others(benc
 def test_probe_fails_fast_on_dead_endpoint_and_unknown_model(bench, docker_client):
     b = bench()
     before = {c.id for c in docker_client.containers.list(
-        all=True, filters={"label": "eval-launcher.job"})}
+        all=True, ignore_removed=True, filters=ours("eval-launcher.job"))}
     dead = b.launcher("run", "--config", b.config([GSM8K], url="http://nowhere:8000/v1/chat/"
                                                   "completions", endpoint_readiness_timeout=2))
     assert dead.exit_code == 3, dead.stderr
@@ -133,8 +138,8 @@ def test_probe_fails_fast_on_dead_endpoint_and_unknown_model(bench, docker_clien
     assert unknown.exit_code == 2, unknown.stderr
     assert "does not serve model 'no-such-model'" in unknown.stderr
     assert b.invocations() == []  # nothing written
-    assert {c.id for c in docker_client.containers.list(
-        all=True, filters={"label": "eval-launcher.job"})} == before  # nothing started
+    assert {c.id for c in docker_client.containers.list(  # nothing started
+        all=True, ignore_removed=True, filters=ours("eval-launcher.job"))} == before
 
 
 def test_timeout_marks_the_task_failed(bench):
@@ -192,7 +197,8 @@ def test_sigkilled_launcher_then_status_kill_resume(bench, docker_client):
     config = b.config([GSM8K, dict(GSM8K, name="gsm8k")], limit=25, parallelism=1)
     bystander = docker_client.containers.run(
         b.image, ["reference-endpoint", "--port", "9999"], detach=True,
-        name=f"eval-launcher-bystander-{os.getpid()}", labels={"eval-launcher.test": "x"})
+        name=f"eval-launcher-bystander-{os.getpid()}",
+        labels={"eval-launcher.test": "x", **SESSION_LABELS})
     launcher = b.container("run", "--config", config)
     launcher.start()
     try:

@@ -13,7 +13,7 @@ import docker
 import pytest
 import yaml
 
-from tests.integration.conftest import run_launcher_container
+from tests.integration.conftest import SESSION_LABELS, ours, run_launcher_container
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,8 @@ def score(artifacts: Path, task: str, metric: str) -> tuple[float, int]:
 
 def no_containers_left(client: docker.DockerClient, invocation_id: str) -> bool:
     return not client.containers.list(
-        all=True, filters={"label": f"eval-launcher.invocation={invocation_id}"})
+        all=True, ignore_removed=True,
+        filters={"label": f"eval-launcher.invocation={invocation_id}"})
 
 
 def test_different_paths_exact_scores_owner_and_rerun(
@@ -138,7 +139,8 @@ def test_named_volume_output_dir(tmp_path, launcher_image, reference_endpoint, n
                                  gsm8k_dir, docker_client):
     """-v <named volume>:/results: sibling containers write into the volume."""
     endpoint = reference_endpoint(0.0)
-    volume = docker_client.volumes.create(labels={"eval-launcher.test": "volume"})
+    volume = docker_client.volumes.create(labels={"eval-launcher.test": "volume",
+                                                  **SESSION_LABELS})
     try:
         config = write_config(tmp_path / "config", endpoint.url, network.name, limit=5,
                               tasks=[{"name": "gsm8k", "dataset_dir": "/data/gsm8k"}])
@@ -155,8 +157,8 @@ def test_named_volume_output_dir(tmp_path, launcher_image, reference_endpoint, n
 
 
 def _labelled_jobs(client: docker.DockerClient) -> set[str]:
-    return {c.id for c in client.containers.list(all=True,
-                                                 filters={"label": "eval-launcher.invocation"})}
+    return {c.id for c in client.containers.list(
+        all=True, ignore_removed=True, filters=ours("eval-launcher.invocation"))}
 
 
 @pytest.mark.parametrize(

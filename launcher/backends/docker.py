@@ -1,0 +1,194 @@
+"""The local Docker engine as a backend: the only module that talks to Docker (through the
+Docker SDK for Python), honouring DOCKER_HOST.
+
+Mounts are ``Mount(type="bind"|"volume")`` objects, never ``volumes=``, which would silently
+create a missing host folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import DeviceRequest
+
+from launcher import hostpaths
+from launcher.backends.base import Backend, Workload, WorkloadGone
+from launcher.errors import EnvironmentProblem
+from launcher.hostpaths import PathTranslator
+from launcher.spec import ContainerSpec
+from launcher.status import ContainerFact
+
+
+def _engine_problem(exc: BaseException) -> EnvironmentProblem:
+    text = str(exc)
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if "PermissionError" in text or "Permission denied" in text:
+        return EnvironmentProblem(
+            f"permission denied on the Docker engine at {where}: add your user to the 'docker' "
+            "group, or run the launcher container with --group-add $(stat -c %g "
+            "/var/run/docker.sock)")
+    return EnvironmentProblem(
+        f"cannot reach the Docker engine at {where}: start Docker or set DOCKER_HOST; when the "
+        "launcher runs in a container, add -v /var/run/docker.sock:/var/run/docker.sock")
+
+
+def _fact(attrs: Mapping[str, Any], fallback: str = "") -> ContainerFact:
+    state = attrs.get("State") or {}
+    return ContainerFact(state.get("Status", fallback), state.get("ExitCode"),
+                         bool(state.get("OOMKilled")))
+
+
+def create_kwargs(spec: ContainerSpec, env: Mapping[str, str]) -> dict[str, Any]:
+    """The SDK's ``containers.create`` arguments for ``spec`` (what ``run.sh`` renders)."""
+    gpus = None
+    if spec.gpus:
+        count = -1 if spec.gpus == "all" else int(spec.gpus)
+        gpus = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+    return {
+        "image": spec.image,
+        "command": list(spec.command),
+        "entrypoint": [spec.entrypoint] if spec.entrypoint else None,
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "user": spec.user,
+        "mounts": [m.source.api_mount(m.target, m.read_only) for m in spec.mounts],
+        "environment": spec.environment(env),
+        "init": spec.init,
+        "auto_remove": spec.auto_remove,
+        "detach": True,
+        "network": spec.network,
+        "extra_hosts": dict(spec.add_hosts) or None,
+        "shm_size": spec.shm_size,
+        "mem_limit": spec.mem_limit,
+        "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
+        "ipc_mode": spec.ipc_mode,
+        "device_requests": gpus,
+    }
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self) -> None:
+        try:
+            self.client = docker.from_env(timeout=120)
+            self.client.ping()
+            self.info = self.client.info()
+            version = self.client.version()
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        self.supports_subpath = hostpaths.api_supports_volume_subpath(version.get("ApiVersion"))
+        self.rootless = any("rootless" in opt for opt in self.info.get("SecurityOptions") or [])
+        self._started: dict[str, Container] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ the host
+
+    def path_translator(self, output_dir: str, override: str | None = None) -> PathTranslator:
+        """Translate launcher-side paths to host paths by inspecting our own container."""
+        container_id = hostpaths.read_own_container_id()
+        mounts: list[dict[str, Any]] = []
+        if container_id:
+            try:
+                attrs = self.client.api.inspect_container(container_id)
+                container_id, mounts = attrs["Id"], attrs.get("Mounts") or []
+            except NotFound:
+                # In a container, but not one of this engine's (e.g. a remote DOCKER_HOST):
+                # paths cannot be translated, so they are used as they are.
+                container_id = None
+            except DockerException as exc:
+                raise _engine_problem(exc) from None
+        return PathTranslator(container_id=container_id, mounts=mounts,
+                              overrides=hostpaths.output_overrides(output_dir, override),
+                              volume_subpath_supported=self.supports_subpath)
+
+    def image_id(self, image: str) -> str:
+        try:
+            return str(self.client.images.get(image).id)
+        except ImageNotFound:
+            hint = ("build it with `bash scripts/build-images.sh`" if image.startswith(
+                "eval-launcher") else f"pull it with `docker pull {image}`")
+            raise EnvironmentProblem(f"image {image} is not on the Docker engine: {hint}") from None
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    # ------------------------------------------------------------ one workload
+
+    def _container(self, handle: str) -> Container:
+        with self._lock:
+            known = self._started.get(handle)
+        if known is not None:
+            return known
+        try:
+            return self.client.containers.get(handle)
+        except (NotFound, APIError):
+            raise WorkloadGone(handle) from None
+
+    def start(self, spec: ContainerSpec, env: Mapping[str, str]) -> str:
+        kwargs = create_kwargs(spec, env)
+        container = self.client.containers.create(kwargs.pop("image"), **kwargs)
+        try:
+            container.start()
+        except BaseException:
+            with contextlib.suppress(NotFound, APIError):
+                container.remove(force=True)
+            raise
+        handle = str(container.id)
+        with self._lock:
+            self._started[handle] = container
+        return handle
+
+    def logs(self, handle: str, *, follow: bool, tail: int | None = None) -> Iterator[bytes]:
+        container = self._container(handle)
+        try:
+            if not follow:
+                yield container.logs()
+                return
+            kwargs: dict[str, Any] = {"stream": True, "follow": True}
+            if tail is not None:
+                kwargs["tail"] = tail
+            yield from container.logs(**kwargs)
+        except (NotFound, APIError):  # removed by hand (or removal in progress: 409)
+            raise WorkloadGone(handle) from None
+
+    def wait(self, handle: str, timeout: float | None = None) -> int:
+        container = self._container(handle)
+        try:
+            result = container.wait(timeout=timeout) if timeout else container.wait()
+            return int(result.get("StatusCode", 1))
+        except (NotFound, APIError):
+            raise WorkloadGone(handle) from None
+
+    def state(self, handle: str) -> ContainerFact | None:
+        try:
+            return _fact(self.client.api.inspect_container(handle))
+        except (NotFound, APIError):
+            return None
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    def stop(self, handle: str, timeout: float = 10) -> None:
+        with contextlib.suppress(NotFound, APIError, WorkloadGone):
+            self._container(handle).stop(timeout=int(timeout))
+
+    def remove(self, handle: str) -> None:
+        with contextlib.suppress(NotFound, APIError, WorkloadGone):
+            self._container(handle).remove(force=True)
+        with self._lock:
+            self._started.pop(handle, None)
+
+    def find(self, labels: Mapping[str, str]) -> list[Workload]:
+        try:
+            found = self.client.containers.list(
+                all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        return [Workload(str(c.id), dict(c.labels), _fact(c.attrs, str(c.status)))
+                for c in found]

@@ -1,0 +1,77 @@
+"""``launcher run --dry-run``: the resolved config, the plan (each job's ContainerSpec as the
+backend would get it) and the generated scripts. Nothing is written or started; env values
+never appear (scripts and plan name the variables)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from launcher import record, scripts, store
+from launcher.errors import EnvironmentProblem
+from launcher.hostpaths import PathTranslator, output_overrides, read_own_container_id
+from launcher.prepare import Prepared
+
+
+def _translator(output_dir: str, host_output_dir: str | None) -> tuple[PathTranslator, bool,
+                                                                        str]:
+    """Host paths without starting anything: identity on a host; self-inspection (read-only
+    engine calls) inside a container; launcher-side paths with a note if it is unreachable."""
+    if read_own_container_id() is None:
+        return PathTranslator(container_id=None,
+                              overrides=output_overrides(output_dir, host_output_dir)), False, ""
+    try:
+        from launcher.backends import connect
+
+        backend = connect()
+        return backend.path_translator(output_dir, host_output_dir), backend.rootless, ""
+    except EnvironmentProblem as exc:
+        note = f"# host paths unknown ({exc.message}); showing paths as the launcher sees them"
+        return PathTranslator(container_id=None), False, note
+
+
+def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | None,
+                 labels: Mapping[str, str]) -> str:
+    inv = prepared.invocation
+    translator, rootless, note = _translator(inv.output_dir, host_output_dir)
+    user = None if rootless else owner.user
+    host, jobs = record.resolve_jobs(inv, translator, user, dict(labels))
+    plan_jobs = []
+    for job in jobs:
+        spec = job.container
+        plan_jobs.append({
+            "job_id": job.job_id,
+            "task": job.task,
+            "image": spec.image,
+            "command": [spec.entrypoint, *spec.command] if spec.entrypoint else list(
+                spec.command),
+            "mounts": [f"{m.source.describe()}:{m.target}{':ro' if m.read_only else ''}"
+                       for m in spec.mounts],
+            "env": job.env_names,
+            "user": spec.user,
+            "labels": spec.labels,
+        })
+    rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(job)
+                for job in jobs}
+    all_script = scripts.render_all_script(inv.invocation_id, jobs)
+    for name in scripts.RUN_ALL:
+        rendered[f"{host.describe()}/{name}"] = all_script
+    document = {"config": store.redact(prepared.loaded.raw),
+                "plan": {"invocation_id": inv.invocation_id, "dir": host.describe(),
+                         "jobs": plan_jobs},
+                "scripts": rendered}
+    return (f"{note}\n" if note else "") + dump_yaml(document)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (scripts) as readable ``|`` blocks."""
+
+
+_BlockDumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
+def dump_yaml(document: Any) -> str:
+    return yaml.dump(document, Dumper=_BlockDumper, sort_keys=False, width=100).rstrip()

@@ -1,0 +1,83 @@
+"""Run one job's container to its end on any backend, keeping the stage-marker protocol:
+``stage.pre-start`` → ``stage.running`` → ``stdout.log`` streamed → ``stage.exit`` with the
+exit code, the state and why (OOM, removed, killed from outside, timeout). No engine calls
+here beyond the ``Backend`` seam."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+
+from launcher.backends.base import Backend, WorkloadGone
+from launcher.plan import Job
+from launcher.record import ExitMark, ExitNote, JobFolder, JobState, Marker, job_folder, now_z
+from launcher.spec import ContainerSpec
+from launcher.store import Owner, chown
+
+EXIT_START_FAILED, EXIT_KILLED, EXIT_TIMEOUT = 125, 137, 124
+
+
+def run_job(backend: Backend, job: Job, spec: ContainerSpec, env: Mapping[str, str],
+            owner: Owner, echo: Callable[[str], None] | None = None) -> int:
+    """Run ``spec`` (job's container) with these env values; return its exit code."""
+    folder = job_folder(job)
+    folder.clear(Marker.RUNNING, Marker.EXIT, Marker.KILLED)  # a resumed job
+    folder.mark(Marker.PRE_START, owner)
+    code, state, note = EXIT_START_FAILED, JobState.FAILED, ExitNote.NONE
+    handle: str | None = None
+    try:
+        handle = backend.start(spec, env)
+        code, state = EXIT_KILLED, JobState.KILLED
+        folder.mark(Marker.RUNNING, owner)
+        timed_out = threading.Event()
+        timer = None
+        if job.timeout:
+            def expire(handle: str = handle) -> None:
+                timed_out.set()
+                backend.stop(handle, timeout=5)
+
+            timer = threading.Timer(job.timeout, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            _stream_logs(backend, handle, folder, owner, echo)
+            code = backend.wait(handle)
+            fact = backend.state(handle)
+            if fact is None:
+                raise WorkloadGone(handle)
+            if fact.oom_killed:
+                note = ExitNote.OOM
+            elif code == EXIT_KILLED and not folder.has(Marker.KILLED):
+                note = ExitNote.REMOVED if backend.gone_or_killed(handle) else ExitNote.KILLED
+        except WorkloadGone:  # removed by hand
+            code, note = EXIT_KILLED, ExitNote.REMOVED
+        finally:
+            if timer is not None:
+                timer.cancel()
+        state = JobState.SUCCESS if code == 0 and not note else JobState.FAILED
+        if folder.has(Marker.KILLED):
+            state = JobState.KILLED
+        elif timed_out.is_set():
+            code, state = EXIT_TIMEOUT, JobState.FAILED
+            with open(folder.stdout_log, "a", encoding="utf-8") as log:
+                log.write(f"eval-launcher: stopped after the task timeout of {job.timeout}s\n")
+        return code
+    finally:
+        # Also reached on KeyboardInterrupt (SIGINT/SIGTERM): no orphan container is left.
+        if handle is not None:
+            backend.remove(handle)
+        folder.write_exit(ExitMark(now_z(), code, state, note), owner)
+
+
+def _stream_logs(backend: Backend, handle: str, folder: JobFolder, owner: Owner,
+                 echo: Callable[[str], None] | None) -> None:
+    with open(folder.stdout_log, "wb") as log:
+        if os.geteuid() == 0:
+            chown(folder.stdout_log, owner)
+        for chunk in backend.logs(handle, follow=True):
+            log.write(chunk)
+            log.flush()
+            if echo:
+                for line in chunk.decode("utf-8", "replace").splitlines():
+                    echo(line)

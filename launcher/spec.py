@@ -1,0 +1,116 @@
+"""The one description of a container the launcher starts: ``ContainerSpec``. Pure data.
+
+A planned Job (launcher-side paths) is resolved ONCE into a spec with HOST paths, labels and
+user; the engine backend starts exactly that spec and the script renderer writes exactly that
+spec as ``docker run`` words, so ``run.sh`` is the command the backend ran. Env vars are
+recorded by NAME (``EnvVar``); their values are handed to the backend in memory only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import attrs
+
+from launcher.envvars import EnvVar
+from launcher.hostpaths import HostSource
+from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_PROBE, ROLE_SUPERVISOR
+from launcher.plan import Job
+
+HOME_ENV = EnvVar("HOME", literal="/tmp")  # evaluation containers run as an arbitrary uid
+
+
+@attrs.frozen
+class MountSpec:
+    """One mount: where it appears in the container, what the HOST engine mounts there."""
+
+    target: str
+    source: HostSource
+    read_only: bool = False
+
+
+@attrs.frozen
+class ContainerSpec:
+    image: str
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    name: str | None = None
+    env: tuple[EnvVar, ...] = ()  # names (and non-secret literals), never host values
+    mounts: tuple[MountSpec, ...] = ()
+    labels: dict[str, str] = attrs.field(factory=dict)
+    user: str | None = None
+    network: str | None = None
+    add_hosts: tuple[tuple[str, str], ...] = ()
+    shm_size: str | None = None
+    mem_limit: str | None = None
+    cpus: float | None = None
+    ipc_mode: str | None = None
+    gpus: str | None = None  # "all" or a count: a GPU device request
+    init: bool = True
+    auto_remove: bool = False  # the engine removes it when it exits (the supervisor)
+
+    def environment(self, values: Mapping[str, str]) -> dict[str, str]:
+        """Name → value for the engine: literals from the spec, host values from ``values``
+        (keyed by the container-side name, as ``envvars.resolve`` returns them)."""
+        out: dict[str, str] = {}
+        for var in self.env:
+            if var.host_name is None:
+                out[var.name] = var.literal or ""
+            elif var.name in values:
+                out[var.name] = values[var.name]
+        return out
+
+    def with_labels(self, extra: Mapping[str, str]) -> ContainerSpec:
+        if not extra:
+            return self
+        return attrs.evolve(self, labels={**self.labels, **extra})
+
+
+def host_mounts(job: Job, to_host: Callable[[str], HostSource]) -> tuple[MountSpec, ...]:
+    return tuple(MountSpec(m.target,
+                           HostSource("volume", m.source) if m.is_named else to_host(m.source),
+                           m.read_only) for m in job.mounts)
+
+
+def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
+            extra_labels: Mapping[str, str]) -> ContainerSpec:
+    """The container of one job, as the host engine must run it."""
+    d = job.docker
+    return ContainerSpec(
+        image=job.image,
+        command=job.command,
+        entrypoint=job.entrypoint,
+        name=job.container_name,
+        env=job.env if any(v.name == HOME_ENV.name for v in job.env) else (HOME_ENV, *job.env),
+        mounts=host_mounts(job, to_host),
+        labels={**extra_labels, **job.labels},
+        user=user,
+        network=d.network,
+        add_hosts=d.add_hosts,
+        shm_size=d.shm_size,
+        mem_limit=d.mem_limit,
+        cpus=d.cpus,
+        ipc_mode=d.ipc_mode,
+    )
+
+
+def probe_spec(image: str, invocation_id: str, args: list[str], api_key_name: str | None,
+               job: Job, labels: Mapping[str, str]) -> ContainerSpec:
+    """The endpoint probe: our image, with the evaluation containers' network arguments."""
+    return ContainerSpec(
+        image=image, command=tuple(args), entrypoint="launcher",
+        env=(EnvVar(api_key_name, host_name=api_key_name),) if api_key_name else (),
+        labels={**labels, LABEL_INVOCATION: invocation_id, LABEL_ROLE: ROLE_PROBE},
+        network=job.docker.network, add_hosts=job.docker.add_hosts)
+
+
+def supervisor_spec(image: str, invocation_id: str, args: list[str], mounts: list[MountSpec],
+                    env_names: list[str], labels: Mapping[str, str]) -> ContainerSpec:
+    """A container of our own image that runs the jobs of a detached invocation; it outlives
+    the launcher that started it, removes itself when done and is labelled like the jobs."""
+    return ContainerSpec(
+        image=image, command=tuple(args), entrypoint="launcher",
+        name=f"eval-launcher-{invocation_id}-supervisor",
+        env=tuple(EnvVar(name, host_name=name) for name in env_names),
+        mounts=tuple(mounts), auto_remove=True,
+        labels={**labels, LABEL_INVOCATION: invocation_id, LABEL_ROLE: ROLE_SUPERVISOR})
