@@ -9,6 +9,7 @@ host paths like every other mount.
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import attrs
 
@@ -50,7 +51,7 @@ def parse(text: str, *, source: str) -> DockerArgs:
         words = shlex.split(text or "")
     except ValueError as exc:
         raise ConfigError(f"cannot split into flags: {exc}", source=source, key=KEY) from None
-    fields: dict[str, object] = {"add_hosts": [], "volumes": [], "env": []}
+    fields: dict[str, Any] = {"add_hosts": [], "volumes": [], "env": []}
     i = 0
     while i < len(words):
         word = words[i]
@@ -67,23 +68,23 @@ def parse(text: str, *, source: str) -> DockerArgs:
         i += 1
         _apply(fields, _VALUE_FLAGS[flag], value, source)
     return DockerArgs(
-        network=fields.get("network"),  # type: ignore[arg-type]
-        add_hosts=tuple(fields["add_hosts"]),  # type: ignore[arg-type]
-        volumes=tuple(fields["volumes"]),  # type: ignore[arg-type]
-        env=tuple(fields["env"]),  # type: ignore[arg-type]
-        shm_size=fields.get("shm_size"),  # type: ignore[arg-type]
-        mem_limit=fields.get("memory"),  # type: ignore[arg-type]
-        cpus=fields.get("cpus"),  # type: ignore[arg-type]
-        ipc_mode=fields.get("ipc"),  # type: ignore[arg-type]
+        network=fields.get("network"),
+        add_hosts=tuple(fields["add_hosts"]),
+        volumes=tuple(fields["volumes"]),
+        env=tuple(fields["env"]),
+        shm_size=fields.get("shm_size"),
+        mem_limit=fields.get("memory"),
+        cpus=fields.get("cpus"),
+        ipc_mode=fields.get("ipc"),
     )
 
 
-def _apply(fields: dict[str, object], kind: str, value: str, source: str) -> None:
+def _apply(fields: dict[str, Any], kind: str, value: str, source: str) -> None:
     if kind == "add_host":
         host, sep, ip = value.partition(":")
         if not sep or not host:
             raise ConfigError(f"--add-host expects host:ip, got '{value}'", source=source, key=KEY)
-        fields["add_hosts"].append((host, ip))  # type: ignore[union-attr]
+        fields["add_hosts"].append((host, ip))
     elif kind == "volume":
         parts = value.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
@@ -93,12 +94,12 @@ def _apply(fields: dict[str, object], kind: str, value: str, source: str) -> Non
         if mode not in ("ro", "rw"):
             raise ConfigError(f"--volume mode must be ro or rw, got '{mode}'", source=source,
                               key=KEY)
-        fields["volumes"].append(VolumeArg(  # type: ignore[union-attr]
+        fields["volumes"].append(VolumeArg(
             parts[0], parts[1], mode == "ro", is_named=not parts[0].startswith((".", "/", "~"))))
     elif kind == "env":
         name, eq, literal = value.partition("=")
         spec = f"lit:{literal}" if eq else f"host:{name}"
-        fields["env"].append(parse_spec(name, spec, source=source, key=KEY))  # type: ignore[union-attr]
+        fields["env"].append(parse_spec(name, spec, source=source, key=KEY))
     elif kind == "cpus":
         try:
             fields["cpus"] = float(value)

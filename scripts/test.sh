@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: lint, unit tests, and integration tests against the real Docker Engine
+# The test command: lint (ruff), types (mypy), unit tests, and integration tests against the
+# real Docker Engine
 # (the image is built from this checkout by scripts/build-images.sh; warm builds take seconds).
 #
 #   bash scripts/test.sh            # everything
@@ -18,4 +19,5 @@ fi
 export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_CONNECTION_MODE=docker_host
 
 "$VENV/bin/ruff" check launcher tests benchmarks
+"$VENV/bin/mypy"   # [tool.mypy] in pyproject.toml: the launcher package
 "$VENV/bin/python" -m pytest "${@:-tests}"
