@@ -37,10 +37,11 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     from launcher.backends import connect  # the engine, only when needed
 
     backend = connect()
+    translator = backend.path_translator(prepared.invocation.output_dir, host_output_dir)
+    translator.to_host(prepared.invocation.output_dir)  # an error here names the -v to add
     prepared = with_dataset_cache(prepared, download=True)  # exit 3 here: nothing started
     inv = prepared.invocation
     images = {image: backend.image_id(image) for image in sorted({j.image for j in inv.jobs})}
-    translator = backend.path_translator(inv.output_dir, host_output_dir)
     host, jobs = record.resolve_jobs(inv, translator, None if backend.rootless else owner.user,
                                      labels, images)
     if probe:

@@ -32,7 +32,7 @@ class Bench:
         self.results = tmp_path / "results"
         self.results.mkdir()
         self.config_dir = tmp_path / "config"
-        self.config_dir.mkdir()
+        self.config_dir.mkdir(exist_ok=True)  # tests may write their data there first
         self.empty = tmp_path / "empty"
         self.empty.mkdir()
         self.image, self.network, self.url, self.gsm8k = image, network, url, gsm8k

@@ -20,12 +20,12 @@ def bench_for(tmp_path, launcher_image, network, reference_endpoint, gsm8k_dir):
     (paths under the bench's config folder) and loads GSM8K iff ``gsm8k``."""
 
     def make(*custom: str, gsm8k: bool = True) -> Bench:
-        config_dir = tmp_path / "config"
-        config_dir.mkdir(exist_ok=True)
+        bench = Bench(tmp_path, launcher_image, network.name, "", gsm8k_dir)
         extra = [arg for name in custom for arg in ("--dataset", f"/config/{name}")]
         endpoint = reference_endpoint(1.0, 0, *extra, gsm8k=gsm8k,
-                                      volumes=((str(config_dir), "/config"),))
-        return Bench(tmp_path, launcher_image, network.name, endpoint.url, gsm8k_dir)
+                                      volumes=((str(bench.config_dir), "/config"),))
+        bench.url = endpoint.url
+        return bench
 
     return make
 
