@@ -71,7 +71,7 @@ find "$SRC" -name __pycache__ -prune -exec rm -rf {} +
 quiet "$OURS/bin/python" -m pip install --disable-pip-version-check "$SRC"
 quiet "$OURS/bin/python" -m pip install --disable-pip-version-check --force-reinstall --no-deps \
   "$SRC"
-OURS_CMD="$OURS/bin/launcher"
+OURS_CMD="$OURS/bin/eval-launcher"
 for arg in --help --version; do
   "$OURS_CMD" "$arg" >/dev/null || { echo "error: $OURS_CMD $arg failed" >&2; exit 1; }
 done

@@ -79,3 +79,11 @@ def test_version_and_help():
                  ["harness", "run_eval", "--help"], ["ls", "tasks", "--help"]):
         proc = launcher(*args)
         assert proc.returncode == 0 and "Usage:" in proc.stdout, args
+
+
+def test_both_console_commands_run_the_same_cli():
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")
+               if ep.value.startswith("launcher.")}
+    assert scripts == {"eval-launcher": "launcher.cli:main", "launcher": "launcher.cli:main"}
