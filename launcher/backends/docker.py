@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ from launcher.hostpaths import PathTranslator
 from launcher.spec import ContainerSpec
 from launcher.status import ContainerFact
 
+CONNECT_ATTEMPTS = 3
+
 
 def _engine_problem(exc: BaseException) -> EnvironmentProblem:
     text = str(exc)
@@ -34,6 +37,9 @@ def _engine_problem(exc: BaseException) -> EnvironmentProblem:
             f"permission denied on the Docker engine at {where}: add your user to the 'docker' "
             "group, or run the launcher container with --group-add $(stat -c %g "
             "/var/run/docker.sock)")
+    if isinstance(exc, APIError):  # it answered: say what it said, not that it is down
+        said = " ".join(str(exc.explanation or exc).split())[:300]
+        return EnvironmentProblem(f"the Docker engine at {where} answered an error: {said}")
     return EnvironmentProblem(
         f"cannot reach the Docker engine at {where}: start Docker or set DOCKER_HOST; when the "
         "launcher runs in a container, add -v /var/run/docker.sock:/var/run/docker.sock")
@@ -77,13 +83,17 @@ class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self) -> None:
-        try:
-            self.client = docker.from_env(timeout=120)
-            self.client.ping()
-            self.info = self.client.info()
-            version = self.client.version()
-        except DockerException as exc:
-            raise _engine_problem(exc) from None
+        for attempt in range(CONNECT_ATTEMPTS):  # a busy or restarting engine gets a second go
+            try:
+                self.client = docker.from_env(timeout=120)
+                self.client.ping()
+                self.info = self.client.info()
+                version = self.client.version()
+                break
+            except DockerException as exc:
+                if attempt + 1 == CONNECT_ATTEMPTS:
+                    raise _engine_problem(exc) from None
+                time.sleep(0.5 * (attempt + 1))
         self.supports_subpath = hostpaths.api_supports_volume_subpath(version.get("ApiVersion"))
         self.rootless = any("rootless" in opt for opt in self.info.get("SecurityOptions") or [])
         self._started: dict[str, Container] = {}

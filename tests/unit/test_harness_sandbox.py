@@ -375,8 +375,9 @@ print("HARNESS-ALIVE", flush=True)
 
 
 def _in_harness(program: str, label: str, python: str = sys.executable,
-                user: int | None = None, **kwargs: Any) -> tuple[Outcome, str]:  # fmt: skip
-    code = HARNESS.format(root=str(ROOT), program=program, label=label, kwargs=kwargs)
+                user: int | None = None, root: Path = ROOT,
+                **kwargs: Any) -> tuple[Outcome, str]:  # fmt: skip
+    code = HARNESS.format(root=str(root), program=program, label=label, kwargs=kwargs)
     extra: dict[str, Any] = {}
     if user is not None:
         extra = {"user": user, "group": user, "extra_groups": []}
@@ -485,20 +486,27 @@ def test_non_root_harness(fake_results: Path) -> None:
         pytest.skip(f"no python3 that uid {uid} can run")
     for p in [fake_results, *fake_results.rglob("*")]:  # the harness uid owns /results
         os.chown(p, uid, uid)
+    # The checkout may sit in a folder only root can read (a mktemp clone): the harness uid
+    # imports a world-readable copy of the package instead, as in the image.
+    root = Path(tempfile.mkdtemp(prefix="harness-root-"))
+    root.chmod(0o755)
+    shutil.copytree(ROOT / "launcher", root / "launcher",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     before = _snapshot(fake_results)
     outcome, _ = _in_harness(_destroy(fake_results), _marker(), python=python, user=uid,
-                             guard=False)  # fmt: skip
+                             root=root, guard=False)  # fmt: skip
     assert _snapshot(fake_results) == before, outcome.reason
     assert ": done" not in outcome.reason, outcome.reason
 
-    outcome, _ = _in_harness(KILLER, _marker(), python=python, user=uid, guard=False)
+    outcome, _ = _in_harness(KILLER, _marker(), python=python, user=uid, root=root, guard=False)
     assert "sent" not in outcome.reason and "environ: read" not in outcome.reason, outcome.reason
 
     marker = _marker()
     outcome, _ = _in_harness(UNBOUNDED_BOMB, marker, python=python, user=uid, guard=False,
-                             max_processes=32)  # fmt: skip
+                             root=root, max_processes=32)  # fmt: skip
     assert outcome.reason.startswith(("timed out", "killed by")), outcome.reason
     assert _none_left(marker)
+    shutil.rmtree(root)
 
 
 def test_runs_without_landlock_when_asked() -> None:
