@@ -114,23 +114,19 @@ def _passed(value: bool) -> str:
     return "pass ✓" if value else "fail ✗"
 
 
+ANSWER_TABLES = {  # task -> (header line, rows): reply, right answer, then each scorer's answer
+    "gsm8k": ("| reply | right | ours | lm-eval strict-match | lm-eval flexible-extract"
+              " | simple-evals (MGSM) |", GSM8K_ROWS),
+    "mmlu": ("| reply | right | ours | lm-eval mmlu_generative | simple-evals |", MMLU_ROWS),
+}
+
+
 def render(task: str) -> str:
-    if task == "gsm8k":
-        lines = [
-            "| reply | right | ours | lm-eval strict-match | lm-eval flexible-extract"
-            " | simple-evals (MGSM) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for reply, target, *values in GSM8K_ROWS:
+    if task in ANSWER_TABLES:
+        header, rows = ANSWER_TABLES[task]
+        lines = [header, "|" + "---|" * (header.count("|") - 1)]
+        for reply, target, *values in rows:
             cells = [_answer(v, target) for v in values]
-            lines.append(f"| {_code(reply)} | `{target}` | " + " | ".join(cells) + " |")
-    elif task == "mmlu":
-        lines = [
-            "| reply | right | ours | lm-eval mmlu_generative | simple-evals |",
-            "|---|---|---|---|---|",
-        ]
-        for reply, target, *letters in MMLU_ROWS:
-            cells = [_answer(v, target) for v in letters]
             lines.append(f"| {_code(reply)} | `{target}` | " + " | ".join(cells) + " |")
     elif task == "humaneval":
         lines = [
