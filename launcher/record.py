@@ -18,6 +18,7 @@ import contextlib
 import enum
 import os
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -279,3 +280,38 @@ def load(folder: str) -> InvocationRecord | None:
             return structure(json.load(fh))
     except (OSError, ValueError, TypeError, KeyError, cattrs.BaseValidationError):
         return None
+
+
+LOCK = ".invocation.lock"
+
+
+@contextlib.contextmanager
+def running_lock(folder: str, invocation_id: str, wait: float = 0) -> Iterator[None]:
+    """Held while a launcher runs an invocation's jobs (run, resume, supervisor), so two
+    launchers never run them at once: the second gets an EnvironmentProblem (after ``wait``
+    seconds), before it starts or marks anything. An OS lock (``flock``) on a read-only fd: it
+    ends with its process, even on SIGKILL, works across containers sharing the folder, and
+    needs no write permission on a lock file another launcher created."""
+    import fcntl
+    import time
+
+    from launcher.errors import EnvironmentProblem
+
+    path = os.path.join(folder, LOCK)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EnvironmentProblem(
+                        f"invocation {invocation_id} is being run by another launcher: wait "
+                        f"for it (`launcher status {invocation_id}`), or stop it with "
+                        f"`launcher kill {invocation_id}`") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)

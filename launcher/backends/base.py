@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
@@ -51,6 +51,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def image_id(self, image: str) -> str:
         """The id of a present image; EnvironmentProblem (saying how to get it) otherwise."""
+
+    def check_networks(self, specs: Iterable[ContainerSpec]) -> None:
+        """EnvironmentProblem naming the first network the specs join that does not exist.
+        Backends without named networks accept every spec."""
+        return None
 
     # ------------------------------------------------------------ one workload
 

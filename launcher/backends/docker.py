@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import docker
@@ -27,6 +27,7 @@ from launcher.spec import ContainerSpec
 from launcher.status import ContainerFact
 
 CONNECT_ATTEMPTS = 3
+BUILTIN_NETWORKS = frozenset({"bridge", "host", "none", "default"})
 
 
 def _engine_problem(exc: BaseException) -> EnvironmentProblem:
@@ -128,6 +129,20 @@ class DockerBackend(Backend):
             raise EnvironmentProblem(f"image {image} is not on the Docker engine: {hint}") from None
         except DockerException as exc:
             raise _engine_problem(exc) from None
+
+    def check_networks(self, specs: Iterable[ContainerSpec]) -> None:
+        for name in sorted({s.network for s in specs if s.network}):
+            if name in BUILTIN_NETWORKS or name.startswith("container:"):
+                continue
+            try:
+                self.client.networks.get(name)
+            except NotFound:
+                raise EnvironmentProblem(
+                    f"network '{name}' (--network in execution.extra_docker_args) does not exist "
+                    f"on the Docker engine: create it with `docker network create {name}` or "
+                    "name an existing one (`docker network ls`)") from None
+            except DockerException as exc:
+                raise _engine_problem(exc) from None
 
     # ------------------------------------------------------------ one workload
 

@@ -204,11 +204,16 @@ def resume_todo(current: list[JobStatus], invocation_id: str) -> set[str]:
 
 
 def resume(output_dir: str, ident: str, detach: bool) -> int:
-    from launcher.commands.run import finish
-
     extra = labels.extra_labels(os.environ)
     run, _ = runs.find(output_dir, ident)
     backend = _connect()
+    with record.running_lock(run.dir, run.invocation_id):
+        return _resume(run, backend, detach, extra)
+
+
+def _resume(run: runs.Run, backend: Backend, detach: bool, extra: dict[str, str]) -> int:
+    from launcher.commands.run import finish
+
     todo = resume_todo(statuses(run, backend), run.invocation_id)
     if not todo:
         print(f"invocation {run.invocation_id}: every job already succeeded", file=sys.stderr)
@@ -247,8 +252,9 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
             run = runs.load(inv_dir)
             if run is None:
                 raise EnvironmentProblem(f"{inv_dir}/{record.RECORD} is missing or unreadable")
-            return finish(_connect(), run.record, inv_dir, only=only,
-                          labels=labels.extra_labels(os.environ))
+            with record.running_lock(inv_dir, run.invocation_id, wait=60):
+                return finish(_connect(), run.record, inv_dir, only=only,
+                              labels=labels.extra_labels(os.environ))
         except LauncherError as e:
             print(f"error: {e.message}", flush=True)
             return e.exit_code

@@ -44,6 +44,7 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     images = {image: backend.image_id(image) for image in sorted({j.image for j in inv.jobs})}
     host, jobs = record.resolve_jobs(inv, translator, None if backend.rootless else owner.user,
                                      labels, images)
+    backend.check_networks(job.container for job in jobs)
     if probe:
         probe_endpoint(backend, prepared, labels)
     execution = prepared.loaded.config.execution
@@ -56,7 +57,8 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
         print(f"detached: follow with `launcher status {inv.invocation_id}`", file=sys.stderr)
         print(inv.invocation_id)
         return 0
-    return finish(backend, rec, inv.dir, only=None, env_values=prepared.env_values)
+    with record.running_lock(inv.dir, inv.invocation_id):
+        return finish(backend, rec, inv.dir, only=None, env_values=prepared.env_values)
 
 
 def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] | None,

@@ -142,6 +142,22 @@ def test_probe_fails_fast_on_dead_endpoint_and_unknown_model(bench, docker_clien
         all=True, ignore_removed=True, filters=ours("eval-launcher.job"))} == before
 
 
+def test_a_network_that_does_not_exist_is_one_line_and_nothing_starts(bench, docker_client):
+    b = bench()
+    before = {c.id for c in docker_client.containers.list(
+        all=True, ignore_removed=True, filters=ours("eval-launcher.invocation"))}
+    missing = "eval-launcher-no-such-network-4f1c"
+    run = b.launcher("run", "--config", b.config([GSM8K]), "-o",
+                     f"execution.extra_docker_args=--network {missing}")
+    assert run.exit_code == 3, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in run.stderr
+    assert f"network '{missing}'" in lines[-1] and f"docker network create {missing}" in lines[-1]
+    assert b.invocations() == []  # nothing written
+    assert {c.id for c in docker_client.containers.list(  # nothing started, not even the probe
+        all=True, ignore_removed=True, filters=ours("eval-launcher.invocation"))} == before
+
+
 def test_timeout_marks_the_task_failed(bench):
     b = bench(1.0, latency_ms=500)
     run = b.launcher("run", "--config", b.config([dict(GSM8K, timeout=3)], limit=40,

@@ -154,6 +154,23 @@ def test_kill_while_attached_then_resume_reruns_only_what_did_not_succeed(tmp_pa
     assert len(fake.jobs_started()) == before + 1  # nothing left to rerun
 
 
+def test_a_second_resume_while_one_runs_is_refused_and_changes_nothing(tmp_path, fake):
+    fake.scripts["gsm8k"] = Script(exit_code=1)
+    assert launch(write_config(tmp_path, [{"name": "gsm8k"}, {"name": "humaneval"}])) == 1
+    run = only_run(tmp_path)
+    gsm8k = record.job_folder(run.invocation().jobs[0])
+    exit_before = gsm8k.read(Marker.EXIT)
+    fake.scripts["gsm8k"] = Script()
+    before = len(fake.jobs_started())
+    with record.running_lock(run.dir, run.invocation_id):  # another launcher resumes it now
+        with pytest.raises(EnvironmentProblem, match="being run by another launcher"):
+            manage.resume(str(tmp_path / "out"), run.invocation_id, detach=False)
+        assert len(fake.jobs_started()) == before  # nothing started
+        assert gsm8k.read(Marker.EXIT) == exit_before  # nor marked
+    assert manage.resume(str(tmp_path / "out"), run.invocation_id, detach=False) == 0
+    assert [s.state for s in states(tmp_path, fake)] == [JobState.SUCCESS, JobState.SUCCESS]
+
+
 def test_kill_of_an_orphaned_run_marks_pending_jobs_killed(tmp_path, fake):
     fake.scripts["gsm8k"] = Script(exit_code=1)
     assert launch(write_config(tmp_path, [{"name": "gsm8k"}, {"name": "humaneval"}])) == 1
