@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from launcher import __version__
+from launcher import __version__, errors
 from launcher.errors import LauncherError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -449,3 +449,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:
+        problem = errors.from_os_error(exc)
+        if problem is None or debug:
+            raise
+        click.echo(f"error: {problem.message}", err=True)
+        sys.exit(problem.exit_code)

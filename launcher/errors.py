@@ -34,3 +34,16 @@ class EnvironmentProblem(LauncherError):
     """The machine is not set up as needed (Docker, mounts, permissions). Exit code 3."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+DISK_ERRNOS = frozenset({28, 122, 5, 30})  # ENOSPC, EDQUOT, EIO, EROFS
+
+
+def from_os_error(exc: OSError) -> EnvironmentProblem | None:
+    """A full, failing or read-only disk as one line naming the file; None for other errors."""
+    if exc.errno not in DISK_ERRNOS:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    return EnvironmentProblem(
+        f"cannot write{where}: {exc.strerror or exc}; free space (or fix the disk) there, then "
+        "`launcher resume <invocation id>` reruns only what did not finish")

@@ -87,3 +87,42 @@ def test_both_console_commands_run_the_same_cli():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")
                if ep.value.startswith("launcher.")}
     assert scripts == {"eval-launcher": "launcher.cli:main", "launcher": "launcher.cli:main"}
+
+
+def test_a_full_disk_is_one_line_naming_the_file_exit_3(monkeypatch, capsys):
+    import errno
+
+    import pytest
+
+    from launcher import cli
+
+    class FullDisk:
+        def main(self, **_):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/results/inv/job/logs/x")
+
+    monkeypatch.setattr(cli, "cli", FullDisk())
+    monkeypatch.setattr(sys, "argv", ["launcher", "resume", "abc"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot write /results/inv/job/logs/x: {os.strerror(errno.ENOSPC)}; "
+                   "free space (or fix the disk) there, then `launcher resume <invocation id>` "
+                   "reruns only what did not finish"]
+
+
+def test_other_os_errors_are_not_disguised_as_a_full_disk(monkeypatch):
+    import errno
+
+    import pytest
+
+    from launcher import cli
+
+    class Other:
+        def main(self, **_):
+            raise OSError(errno.EBADF, "bad fd")
+
+    monkeypatch.setattr(cli, "cli", Other())
+    monkeypatch.setattr(sys, "argv", ["launcher", "status"])
+    with pytest.raises(OSError):
+        cli.main()
