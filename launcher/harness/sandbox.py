@@ -257,6 +257,14 @@ def _runs_as(python: str, uid: int) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def uncontained_reason() -> str | None:
+    """Why model code could write ``/results`` or read the harness's secrets here, or None:
+    without Landlock only another uid keeps it out, and a non-root harness cannot switch."""
+    if landlock_abi() > 0 or os.geteuid() == 0:
+        return None
+    return f"no Landlock on this kernel and the harness runs as uid {os.geteuid()}, not root"
+
+
 def describe(python: str | None = None, drop_privileges: bool = True) -> str:
     """One line saying which layers are active here (for the log)."""
     plan = _plan(python, drop_privileges)

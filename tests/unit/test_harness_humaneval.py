@@ -242,3 +242,23 @@ def test_score_keeps_the_shape_of_the_responses(monkeypatch: pytest.MonkeyPatch)
     assert [[s.details["reason"] for s in row] for row in scored] == responses
     with pytest.raises(OSError, match="no temp dir"):
         task.score(items, [["right p0"], ["boom"], ["x"]])
+
+
+def test_uncontained_code_is_refused_before_any_request_unless_allowed(monkeypatch) -> None:
+    from launcher.errors import EnvironmentProblem
+    from launcher.harness import sandbox
+
+    monkeypatch.setattr(sandbox, "landlock_abi", lambda: 0)
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    assert sandbox.uncontained_reason() == (
+        "no Landlock on this kernel and the harness runs as uid 1000, not root")
+    with pytest.raises(EnvironmentProblem, match="cannot be contained here") as refused:
+        get_task("humaneval", {}).load(2)
+    assert "-o evaluation.nemo_evaluator_config.config.params.extra.allow_uncontained=true" in (
+        refused.value.message)
+    assert len(get_task("humaneval", {"allow_uncontained": True}).load(2)) == 2
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)  # root: the code gets another uid
+    assert sandbox.uncontained_reason() is None and len(get_task("humaneval", {}).load(2)) == 2
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(sandbox, "landlock_abi", lambda: 4)  # Landlock: contained as any uid
+    assert sandbox.uncontained_reason() is None

@@ -14,7 +14,9 @@ Params (``config.params.extra``):
 * ``n_samples`` (default 1): answers requested per problem; use a temperature > 0 with n > 1;
 * ``k`` (default ``[1, 10, 100]``, keeping those <= n_samples): the pass@k values to report;
   an explicit k larger than ``n_samples`` is an error. The smallest k is the headline;
-* ``timeout`` (default 10): wall-clock seconds per program (CPU limit: the same, rounded up).
+* ``timeout`` (default 10): wall-clock seconds per program (CPU limit: the same, rounded up);
+* ``allow_uncontained`` (default false): run the code even where the sandbox cannot contain it
+  (no Landlock and a non-root harness); otherwise the task stops before any request.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from launcher.errors import EnvironmentProblem
 from launcher.harness import sandbox
 from launcher.harness.datasets import load_humaneval
 from launcher.harness.scoring import Summary, pass_at_k_score
@@ -182,6 +185,7 @@ class HumanEvalTask:
         if timeout <= 0:
             raise p.error("timeout", f"must be > 0, got {timeout}")
         self.timeout = float(timeout)
+        self.allow_uncontained = p.get("allow_uncontained", bool, False)
         self.metric = f"pass@{self.ks[0]}"
 
     @property
@@ -189,6 +193,14 @@ class HumanEvalTask:
         return self.n_samples
 
     def load(self, limit: int | None, dataset_dir: str | None = None) -> list[Item]:
+        reason = sandbox.uncontained_reason()  # before any request is spent
+        if reason and not self.allow_uncontained:
+            raise EnvironmentProblem(
+                f"{self.name}: model-written code cannot be contained here ({reason}): run on a "
+                "kernel with Landlock (Linux >= 5.13), or use an output folder owned by root (the "
+                "evaluation container runs as the folder's owner; as root the sandbox gives the "
+                "code uid 65534), or accept the risk with -o "
+                "evaluation.nemo_evaluator_config.config.params.extra.allow_uncontained=true")
         problems = load_humaneval()[:limit]
         return [
             Item(
