@@ -152,11 +152,31 @@ def _make_converter() -> cattrs.Converter:
 _converter = _make_converter()
 
 
+_SLURM_KEYS = ("num_nodes", "ntasks_per_node", "partition", "account", "gres", "walltime",
+               "hostname", "username", "sbatch_extra_flags", "max_walltime")
+_LEGACY_OVERRIDES = ("is the reference's older form: write its dotted keys nested under "
+                     "nemo_evaluator_config instead (config.params.temperature: 0 becomes "
+                     "nemo_evaluator_config: {config: {params: {temperature: 0}}})")
+# Keys the reference has that mean something else here, by the block they sit in: a hint
+# that says what to use instead, never a "did you mean" guess at an unrelated key.
+KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
+    **{("Execution", key): "is a key of the reference's Slurm executor (execution.type: slurm),"
+       " which this launcher does not have yet; the local executor runs every task on this "
+       "Docker host: remove the key" for key in _SLURM_KEYS},
+    ("Evaluation", "overrides"): _LEGACY_OVERRIDES,
+    ("Task", "overrides"): _LEGACY_OVERRIDES,
+}
+
+
 def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, ForbiddenExtraKeysError):
         known = [a.name for a in attrs.fields(exc.cl)]
         parts = []
         for extra in sorted(exc.extra_fields):
+            elsewhere = KNOWN_ELSEWHERE.get((exc.cl.__name__, extra))
+            if elsewhere:
+                parts.append(f"unknown key '{extra}': it {elsewhere}")
+                continue
             close = difflib.get_close_matches(extra, known, n=1)
             hint = (f" (did you mean '{close[0]}'?)" if close
                     else f" (known keys: {', '.join(known)})")

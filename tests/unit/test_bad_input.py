@@ -43,6 +43,12 @@ CASES = [
      "key 'target.api_endpoint.url': a value is required here"),
     ("unknown key", None, {"execution__outptu_dir": "/x"}, [],
      "key 'execution': unknown key 'outptu_dir' (did you mean 'output_dir'?)"),
+    ("slurm key on the local executor", None, {"execution__num_nodes": 2}, [],
+     "key 'execution': unknown key 'num_nodes': it is a key of the reference's Slurm executor"),
+    ("legacy evaluation.overrides", None,
+     {"evaluation__overrides": {"config.params.temperature": 0}}, [],
+     "key 'evaluation': unknown key 'overrides': it is the reference's older form: write its "
+     "dotted keys nested under nemo_evaluator_config instead"),
     ("unknown task", None, {"evaluation__tasks__0__name": "gsm8"}, [],
      "key 'evaluation.tasks[0].name': unknown task 'gsm8'"),
     ("env var unset", None, {}, [], "host environment variable BAD_INPUT_KEY is not set"),
