@@ -49,6 +49,8 @@ from endpoint_load import cpu_seconds, start_server  # benchmarks/ is sys.path[0
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from launcher import eventloop  # noqa: E402 (after the sys.path line above)
+
 
 def prompt(i: int) -> str:
     # Distinct per request (distinct cache keys); the endpoint knows them as custom-task items
@@ -72,8 +74,12 @@ def peak_rss_mb() -> float:
 
 
 def worker_ours(url: str, n: int, parallelism: int, out: str) -> dict[str, Any]:
-    from launcher.harness.fetch import fetch_responses
+    imported = time.monotonic()
+    from launcher import eventloop
+    from launcher.harness.fetch import fetch_responses  # aiohttp with it (harness start-up)
     from launcher.harness.runconfig import parse_run_config
+
+    imported = time.monotonic() - imported
 
     cfg = parse_run_config({
         "config": {"type": "bench", "output_dir": out,
@@ -88,7 +94,8 @@ def worker_ours(url: str, n: int, parallelism: int, out: str) -> dict[str, Any]:
     assert len(result.answers) == n and all(a[0].text for a in result.answers)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"elapsed": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "cpu_fetch": cpu_fetch,
-            "maxrss_mb": peak_rss_mb(), "stats": result.stats}
+            "maxrss_mb": peak_rss_mb(), "stats": result.stats, "import_s": imported,
+            "loop": eventloop.loop_name()}
 
 
 # The task-level comparison with lm-evaluation-harness: both read the same JSONL file (written
@@ -218,7 +225,9 @@ WORKERS = {"ours": worker_ours, "inspect": worker_inspect, "ours-task": worker_o
            "lm-eval": worker_lm_eval}
 
 
-def run_worker(kind: str, url: str, n: int, parallelism: int) -> dict[str, Any]:
+def run_worker(
+    kind: str, url: str, n: int, parallelism: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"harness-bench-{kind}-") as out:
         if kind in ("ours-task", "lm-eval"):
             write_task_files(Path(out), n, url, parallelism)
@@ -226,7 +235,7 @@ def run_worker(kind: str, url: str, n: int, parallelism: int) -> dict[str, Any]:
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", kind, "--url", url, "--requests", str(n),
              "--parallelism", str(parallelism), "--out", out],
-            capture_output=True, text=True, cwd=ROOT,
+            capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
         )
         whole = time.monotonic() - started
     if proc.returncode != 0:
@@ -288,26 +297,40 @@ def main() -> int:
     sizes = [int(s) for s in args.rss_sizes.split(",") if s]
     endpoint = Endpoint(args.latency_ms, max([n, *sizes]))
     try:
-        print(f"endpoint {endpoint.url} latency {args.latency_ms:g} ms; {n} requests at "
+        print(f"endpoint {endpoint.url} ({eventloop.loop_name()}) latency"
+              f" {args.latency_ms:g} ms; {n} requests at "
               f"parallelism {p}; ideal {ideal:.2f} s; {os.cpu_count()} CPUs, load "
               f"{os.getloadavg()[0]:.1f}")
-        times = []
+        # Ours on the loop the harness picks (uvloop where installed) and, interleaved, on
+        # asyncio's own loop (EVAL_LAUNCHER_EVENT_LOOP=asyncio): the same code either way.
+        variants = {"default": {}, "asyncio": {eventloop.ENV: "asyncio"}}
+        if eventloop.loop_name() == "asyncio":
+            del variants["asyncio"]  # uvloop is not installed: one variant only
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        cpus: dict[str, list[float]] = {v: [] for v in variants}
         for i in range(args.repeat):
-            cpu0 = endpoint.cpu_seconds()
-            r = run_worker("ours", endpoint.url, n, p)
-            server_cpu = endpoint.cpu_seconds() - cpu0
-            times.append(r["elapsed"])
-            lat = r["stats"].get("latency_s", {})
-            print(f"ours run {i + 1}: {r['elapsed']:.3f} s, efficiency {ideal / r['elapsed']:.3f};"
-                  f" harness CPU {r['cpu']:.2f} s (incl. start-up; request phase"
-                  f" {r['cpu_fetch'] / n * 1e6:.0f} us per request), endpoint CPU"
-                  f" {server_cpu:.2f} s ({server_cpu / r['elapsed']:.0%} of one core);"
-                  f" latency p50 {lat.get('p50', 0) * 1000:.1f} ms p99"
-                  f" {lat.get('p99', 0) * 1000:.1f} ms")
-        ours = statistics.median(times)
+            for variant, env in variants.items():
+                cpu0 = endpoint.cpu_seconds()
+                r = run_worker("ours", endpoint.url, n, p, env)
+                server_cpu = endpoint.cpu_seconds() - cpu0
+                times[variant].append(r["elapsed"])
+                cpus[variant].append(r["cpu_fetch"] / n * 1e6)
+                lat = r["stats"].get("latency_s", {})
+                print(f"ours ({r['loop']}) run {i + 1}: {r['elapsed']:.3f} s, efficiency"
+                      f" {ideal / r['elapsed']:.3f}; harness CPU {r['cpu']:.2f} s (incl."
+                      f" start-up, of which imports {r['import_s']:.2f} s; request phase"
+                      f" {r['cpu_fetch'] / n * 1e6:.0f} us per request), endpoint CPU"
+                      f" {server_cpu:.2f} s ({server_cpu / r['elapsed']:.0%} of one core);"
+                      f" latency p50 {lat.get('p50', 0) * 1000:.1f} ms p99"
+                      f" {lat.get('p99', 0) * 1000:.1f} ms")
+        for variant in variants:
+            loop = eventloop.loop_name(variant if variant == "asyncio" else None)
+            median = statistics.median(times[variant])
+            print(f"ours ({loop}): median {median:.3f} s for {n} requests (ideal {ideal:.2f} s):"
+                  f" efficiency {ideal / median:.3f}, CPU per request"
+                  f" {statistics.median(cpus[variant]):.0f} us")
+        ours = statistics.median(times["default"])
         efficiency = ideal / ours
-        print(f"ours: median {ours:.3f} s for {n} requests (ideal {ideal:.2f} s):"
-              f" efficiency {efficiency:.3f}")
 
         peer_ratio = "na"
         if not (args.no_peer or args.no_inspect):

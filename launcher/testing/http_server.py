@@ -50,6 +50,17 @@ class Protocol(web.RequestHandler):
         self.request: web.BaseRequest | None = None  # the one being handled
         self.asked_version: HttpVersion | None = None  # of that request, if not HTTP/1.x
         self.waiter: asyncio.Future[None] | None = None
+        self.arrived: float | None = None  # loop time of the first bytes of a new request
+
+    def data_received(self, data: bytes) -> None:
+        if self.request is None and not self._messages and self.arrived is None:
+            self.arrived = self._loop.time()  # nothing else in progress: a new request starts
+        super().data_received(data)
+
+    def take_arrival(self) -> float | None:
+        """When the request being answered arrived (once; None for a pipelined one)."""
+        arrived, self.arrived = self.arrived, None
+        return arrived
 
     def eof_received(self) -> bool:  # type: ignore[override]
         pending = [payload for _, payload in self._messages]
@@ -66,10 +77,13 @@ class Protocol(web.RequestHandler):
         if self._reading_paused:
             super().resume_reading(resume_parser)
 
-    async def pause(self, seconds: float) -> bool:
-        """Wait ``seconds`` (or until the connection goes); whether the client is still there."""
+    async def pause(self, seconds: float, since: float | None = None) -> bool:
+        """Wait until ``seconds`` after ``since`` (loop time; default now), or until the
+        connection goes; whether the client is still there."""
+        loop = asyncio.get_running_loop()
+        if since is not None:
+            seconds -= loop.time() - since
         if seconds > 0:
-            loop = asyncio.get_running_loop()
             waiter = self.waiter = loop.create_future()
             timer = loop.call_later(seconds, wake, waiter)
             try:

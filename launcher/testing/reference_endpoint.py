@@ -17,8 +17,12 @@ before it is validated:
 * ``reset``: the TCP connection is aborted with ``SO_LINGER`` 0 (an RST), without an answer;
 * ``garbage``: HTTP 200 whose body is truncated JSON (not parseable, not an OpenAI response).
 
-Every completion answer (right, wrong, 422, or a 429/500/reset/garbage fault) waits
-``latency_ms`` first (a timer, so requests overlap); a 400 for a malformed one goes out at once.
+Every completion answer (right, wrong, 422, or a 429/500/reset/garbage fault) is sent
+``latency_ms`` after the request's first bytes arrived (a timer, so requests overlap; the
+endpoint's own work is inside that time, as for a model server with a fixed service time, so
+a client measured against it sees ``latency_ms`` plus only its own and the network's time);
+a 400 for a malformed one goes out at once. It runs on uvloop where installed
+(:mod:`launcher.eventloop`).
 
 ``GET /stats`` counts completion requests by outcome, each when it happens (``ok``, each fault
 kind, ``bad_request``, ``unknown_prompt``, ``dropped`` when the client left before its answer
@@ -50,6 +54,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from launcher import eventloop
 from launcher.errors import LauncherError
 from launcher.testing.faults import Faults, Stats
 from launcher.testing.http_server import MAX_HEAD, Protocol, Server, reply, send_and_close, wake
@@ -112,7 +117,7 @@ class ReferenceServer:
         """
         self._done.clear()
         try:
-            asyncio.run(self._serve(handle_signals))
+            eventloop.run(self._serve(handle_signals))
         finally:
             with self._lock:
                 self._loop = None
@@ -162,7 +167,8 @@ class ReferenceServer:
         try:
             return await self._route(request)
         finally:
-            cast(Protocol, request.protocol).request = None
+            proto = cast(Protocol, request.protocol)
+            proto.request = proto.arrived = None
 
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
         method, path = request.method, request.path.rstrip("/")
@@ -250,7 +256,7 @@ class ReferenceServer:
     ) -> web.StreamResponse:
         """The answer after the latency, counted as it is written (``dropped`` if the client
         has gone, ``after_eof`` if it half-closed)."""
-        if not await proto.pause(self.latency_s):
+        if not await proto.pause(self.latency_s, since=proto.take_arrival()):
             self.stats.count("dropped")
             return web.Response()  # cannot be written: aiohttp ends the connection
         resp = reply(status, body, headers)
@@ -289,7 +295,7 @@ class ReferenceServer:
                 proto.force_close()  # closed without an answer
             return web.Response()
         # reset
-        if not await proto.pause(self.latency_s):
+        if not await proto.pause(self.latency_s, since=proto.take_arrival()):
             self.stats.count("dropped")
             return web.Response()
         self.stats.count("reset")

@@ -610,3 +610,28 @@ def test_a_killed_client_is_never_counted_as_a_success() -> None:
         stats = _stats(address)
     assert stats["items"] == {} and stats["requests"]["ok"] == 0
     assert stats["requests"]["dropped"] + stats["requests"]["after_eof"] == 1
+
+
+def test_latency_counts_from_the_request_arrival() -> None:
+    """The answer is due ``latency_ms`` after the request's first bytes arrived (the server's
+    own work is inside the latency, as for a real model server), and each request on a kept-
+    alive connection waits its own full latency, also after a /health request."""
+    with _server(latency_ms=300) as address:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            f = sock.makefile("rb")
+            data = _post()
+            started = time.monotonic()
+            sock.sendall(data[:20])
+            time.sleep(0.2)  # a slow sender: the rest of the request comes 200 ms later
+            sock.sendall(data[20:])
+            assert _read_response(f)[0] == 200
+            first = time.monotonic() - started
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_response(f)[0] == 200
+            started = time.monotonic()
+            sock.sendall(_post())
+            assert _read_response(f)[0] == 200
+            second = time.monotonic() - started
+    assert 0.3 <= first < 0.45, first  # 300 ms from the first bytes, not 500 ms
+    assert 0.3 <= second < 0.45, second  # a full latency again: no stale arrival time
