@@ -24,6 +24,7 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from launcher import keypaths
 from launcher.errors import ConfigError
 
 MISSING_MARK = "???"  # the reference's marker for "the user must supply this value"
@@ -447,16 +448,14 @@ def _check_semantics(config: Config, source: str) -> None:
                 source=source,
                 key=f"evaluation.tasks[{i}].nemo_evaluator_config.config.params.limit_samples",
             )
-        for scope, env in (("env_vars", config.env_vars), ("evaluation.env_vars",
-                           config.evaluation.env_vars), (f"evaluation.tasks[{i}].env_vars",
-                           task.env_vars)):
+        scopes: tuple[tuple[list[str | int], dict[str, str]], ...] = (
+            (["env_vars"], config.env_vars), (["evaluation", "env_vars"],
+            config.evaluation.env_vars), (["evaluation", "tasks", i, "env_vars"], task.env_vars))
+        for scope, env in scopes:
             for name in env:
                 if not name.isidentifier():
-                    raise ConfigError(
-                        f"'{name}' is not a valid environment variable name",
-                        source=source,
-                        key=f"{scope}.{name}",
-                    )
+                    raise ConfigError(f"'{name}' is not a valid environment variable name",
+                                      source=source, key=keypaths.render([*scope, name]))
 
 
 def task_evaluator_config(config: Config, task: Task) -> dict[str, Any]:

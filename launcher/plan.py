@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from launcher import catalog, dockerargs, envvars
+from launcher import catalog, dockerargs, envvars, keypaths
 from launcher.config import Config, deep_merge, task_evaluator_config
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
@@ -148,7 +148,7 @@ def _evaluation_mounts(config: Config, source: str) -> list[Mount]:
     """``execution.mounts.evaluation``: {path as the launcher sees it: container path[:ro]}."""
     mounts = []
     for host, target in config.execution.mounts.evaluation.items():
-        key = f"execution.mounts.evaluation.{host}"
+        key = keypaths.render(["execution", "mounts", "evaluation", host])
         path, _, mode = target.partition(":")
         if mode not in ("", "ro", "rw") or not path.startswith("/"):
             raise ConfigError(f"expected an absolute container path with optional :ro, got "
