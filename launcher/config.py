@@ -24,10 +24,8 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from launcher import keypaths
+from launcher import keypaths, missing
 from launcher.errors import ConfigError
-
-MISSING_MARK = "???"  # the reference's marker for "the user must supply this value"
 
 
 @attrs.frozen
@@ -268,22 +266,6 @@ def locate(config: str | None, config_dir: str | None, config_name: str | None) 
     return config
 
 
-def _find_missing(data: Any, path: str = "") -> str | None:
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            found = _find_missing(value, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            found = _find_missing(value, f"{path}[{i}]")
-            if found:
-                return found
-    elif data == MISSING_MARK:
-        return path
-    return None
-
-
 def _note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr)
 
@@ -320,14 +302,7 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
         if override not in groups:
             overrides_mod.apply(data, override)
     old_key = _rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
-    missing = _find_missing(data)
-    if missing:
-        raise ConfigError(
-            f"a value is required here (it is '{MISSING_MARK}'): set it in the file or pass "
-            f"-o {missing}=...",
-            source=source,
-            key=missing,
-        )
+    missing.check(data, composed, source=source, schema=Config)
     helpers = set(data) - {a.name for a in attrs.fields(Config)}
     helpers &= loader.referenced_roots(data)  # helper blocks (common: {...}) used by ${...}
     data = loader.resolve(data, environ, source=source)

@@ -63,16 +63,21 @@ def dotted_parts(dotted: str) -> list[str]:
     return [p for p in dotted.split(".") if p]
 
 
-def has_path(data: Any, parts: Sequence[Part]) -> bool:
+def lookup(data: Any, parts: Sequence[Part]) -> tuple[bool, Any]:
+    """(found, value) of the key at ``parts`` (mapping keys and list indexes)."""
     node = data
     for part in parts:
         if isinstance(node, Mapping) and part in node:
             node = node[part]
             continue
         if not (isinstance(node, list) and _is_index(part) and 0 <= int(part) < len(node)):
-            return False
+            return False, None
         node = node[int(part)]
-    return True
+    return True, node
+
+
+def has_path(data: Any, parts: Sequence[Part]) -> bool:
+    return lookup(data, parts)[0]
 
 
 def where_set(task_config: Mapping[str, Any], evaluation_config: Mapping[str, Any],

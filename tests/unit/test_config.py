@@ -68,7 +68,7 @@ def test_overrides_parse_yaml_values(tmp_path):
         ("target: {api_endpoint: {url: http://x, model_id: m}\n", [],
          "malformed YAML at line 2, column 1"),
         ({"target": {"api_endpoint": {"model_id": "m"}}, "evaluation": {"tasks": [{"name": "a"}]}},
-         [], "key 'target.api_endpoint.url': a value is required here"),
+         [], "key 'target.api_endpoint.url': required key missing: add 'url: "),
         (MINIMAL, ["target.api_endpoint.url=5"], "key 'target.api_endpoint.url': expected str, "
          "got int 5"),
         (MINIMAL, ["target.api_endpoint.api_kye_name=X"],

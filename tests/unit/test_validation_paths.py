@@ -65,3 +65,95 @@ def test_bad_env_var_name_is_rendered_with_brackets(tmp_path):
                                                       "env_vars": {"MY VAR": "lit:x"}}]}})
     line = one_error(validate(tmp_path, path), path)
     assert "key 'evaluation.tasks[0].env_vars['MY VAR']': 'MY VAR' is not a valid" in line
+
+
+# ------------------------------------------------------------------ ??? and the -o it suggests
+
+TWO_TASKS = {"target": {"api_endpoint": ENDPOINT},
+             "evaluation": {"tasks": [{"name": "gsm8k"}, {"name": "humaneval",
+                            "nemo_evaluator_config": {"config": {"params": {
+                                "limit_samples": "???"}}}}]}}
+
+
+def suggested_override(line: str) -> str:
+    """The ``-o`` the message suggests, as a shell would pass it on."""
+    import shlex
+
+    words = shlex.split(line.partition(" pass ")[2])
+    assert words[0] == "-o", line
+    return words[1]
+
+
+def test_missing_value_suggests_an_override_that_works_when_pasted(tmp_path):
+    path = write(tmp_path, TWO_TASKS)
+    line = one_error(validate(tmp_path, path), path)
+    key = "evaluation.tasks.1.nemo_evaluator_config.config.params.limit_samples"
+    assert line.endswith(f"(it is '???'): set it in the file or pass -o {key}=10"), line
+    proc = validate(tmp_path, path, suggested_override(line))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"ok: {path} (2 tasks")
+
+
+def test_override_in_bracket_form_sets_the_list_item(tmp_path):
+    path = write(tmp_path, TWO_TASKS)
+    proc = validate(tmp_path, path,
+                    "evaluation.tasks[1].nemo_evaluator_config.config.params.limit_samples=3")
+    assert proc.returncode == 0, proc.stderr
+    shown = launcher(tmp_path, "config", "show", path, "-o",
+                     "evaluation.tasks[1].nemo_evaluator_config.config.params.limit_samples=3",
+                     "-o", "evaluation.tasks[gsm8k].timeout=60")
+    assert shown.returncode == 0, shown.stderr
+    tasks = yaml.safe_load(shown.stdout)["evaluation"]["tasks"]
+    assert tasks[1]["nemo_evaluator_config"]["config"]["params"]["limit_samples"] == 3
+    assert tasks[0]["timeout"] == 60
+    assert "tasks[1]" not in shown.stdout
+
+
+def test_override_with_a_key_it_cannot_address_is_one_line(tmp_path):
+    path = write(tmp_path, TWO_TASKS)
+    proc = validate(tmp_path, path, "execution.mounts.evaluation['./x']=/data")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: -o: override "), proc.stderr
+    assert "set a key like this one in the file" in lines[0]
+
+
+# ------------------------------------------------------------------ typos and missing keys
+
+
+def test_misspelled_required_key_is_named_not_the_missing_one(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpoint": {"url": ENDPOINT["url"],
+                                                        "modle_id": "m"}},
+                            "evaluation": {"tasks": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line == (f"error: {path}, key 'target.api_endpoint': unknown key 'modle_id' "
+                    "(did you mean 'model_id'?)")
+
+
+def test_misspelled_block_above_a_required_key_is_named(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpint": ENDPOINT},
+                            "evaluation": {"tasks": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'target': unknown key 'api_endpint' (did you mean "
+                         "'api_endpoint'?)"), line
+
+
+def test_key_never_written_is_reported_missing_with_how_to_set_it(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpoint": {"model_id": "m"}},
+                            "evaluation": {"tasks": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert "???" not in line
+    assert line == (f"error: {path}, key 'target.api_endpoint.url': required key missing: add "
+                    "'url: http://localhost:8000/v1/chat/completions' under target.api_endpoint "
+                    "in the file, or pass -o target.api_endpoint.url=http://localhost:8000/v1/"
+                    "chat/completions")
+    assert validate(tmp_path, path, suggested_override(line)).returncode == 0
+
+
+def test_missing_tasks_suggest_a_quoted_override_that_works(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'evaluation.tasks': required key missing: add 'tasks: "
+                         "[{name: gsm8k}]' under evaluation in the file, or pass -o "
+                         "'evaluation.tasks=[{name: gsm8k}]'"), line
+    assert validate(tmp_path, path, suggested_override(line)).returncode == 0
