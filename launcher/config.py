@@ -421,7 +421,9 @@ def _check_semantics(config: Config, source: str) -> None:
             raise ConfigError(
                 f"expected a positive integer or null, got {_describe(limit)}",
                 source=source,
-                key=f"evaluation.tasks[{i}].nemo_evaluator_config.config.params.limit_samples",
+                key=keypaths.where_set(task.nemo_evaluator_config,
+                                       config.evaluation.nemo_evaluator_config, i,
+                                       "config.params.limit_samples"),
             )
         scopes: tuple[tuple[list[str | int], dict[str, str]], ...] = (
             (["env_vars"], config.env_vars), (["evaluation", "env_vars"],

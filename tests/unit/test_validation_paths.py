@@ -157,3 +157,30 @@ def test_missing_tasks_suggest_a_quoted_override_that_works(tmp_path):
                          "[{name: gsm8k}]' under evaluation in the file, or pass -o "
                          "'evaluation.tasks=[{name: gsm8k}]'"), line
     assert validate(tmp_path, path, suggested_override(line)).returncode == 0
+
+
+# ------------------------------------------------------------------ nemo_evaluator_config paths
+
+
+def params_config(evaluation_params: dict[str, Any], task_params: dict[str, Any] | None = None,
+                  name: str = "gsm8k") -> dict[str, Any]:
+    task: dict[str, Any] = {"name": name}
+    if task_params is not None:
+        task["nemo_evaluator_config"] = {"config": {"params": task_params}}
+    return {"target": {"api_endpoint": ENDPOINT},
+            "evaluation": {"nemo_evaluator_config": {"config": {"params": evaluation_params}},
+                           "tasks": [task]}}
+
+
+def test_bad_evaluation_level_value_is_reported_where_it_was_written(tmp_path):
+    path = write(tmp_path, params_config({"limit_samples": -1}))
+    line = one_error(validate(tmp_path, path), path)
+    assert "key 'evaluation.nemo_evaluator_config.config.params.limit_samples': " in line, line
+    assert "tasks[0]" not in line
+
+
+def test_bad_task_level_value_is_reported_at_the_task(tmp_path):
+    path = write(tmp_path, params_config({"limit_samples": 5}, {"limit_samples": 0}))
+    line = one_error(validate(tmp_path, path), path)
+    assert ("key 'evaluation.tasks[0].nemo_evaluator_config.config.params.limit_samples': "
+            in line), line
