@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from launcher import catalog, dockerargs, envvars, keypaths
+from launcher import catalog, dockerargs, envvars, keypaths, taskparams
 from launcher.config import Config, deep_merge, task_evaluator_config
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
@@ -125,6 +125,12 @@ def build(
             for v in extra.volumes
         )
         mounts.extend(_evaluation_mounts(config, source))
+        evaluator_config = task_evaluator_config(config, task)
+        run_config = render_run_config(config, evaluator_config, spec.name)
+        if spec.builtin:  # the harness's own checks, before any container starts
+            taskparams.check(run_config, spec.name, task_config=task.nemo_evaluator_config,
+                             evaluation_config=config.evaluation.nemo_evaluator_config,
+                             index=index, source=source)
         jobs.append(Job(
             index=index,
             job_id=job_id,
@@ -136,7 +142,7 @@ def build(
             mounts=tuple(mounts),
             labels={LABEL_INVOCATION: inv_id, LABEL_JOB: job_id, LABEL_TASK: spec.name},
             job_dir=job_dir,
-            run_config=render_run_config(config, task_evaluator_config(config, task), spec.name),
+            run_config=run_config,
             docker=extra,
             container_name=f"eval-launcher-{inv_id}-{index}",
             timeout=task.timeout,

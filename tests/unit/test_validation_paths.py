@@ -184,3 +184,65 @@ def test_bad_task_level_value_is_reported_at_the_task(tmp_path):
     line = one_error(validate(tmp_path, path), path)
     assert ("key 'evaluation.tasks[0].nemo_evaluator_config.config.params.limit_samples': "
             in line), line
+
+
+# ------------------------------------------------------------------ built-in task params
+
+PARAM_CASES = [
+    # (evaluation-level params, task params, task, key, the harness's message)
+    ({"parallelism": -3}, None, "gsm8k",
+     "evaluation.nemo_evaluator_config.config.params.parallelism", "must be >= 1, got -3"),
+    ({"request_timeout": "1h"}, None, "gsm8k",
+     "evaluation.nemo_evaluator_config.config.params.request_timeout",
+     "must be a number, got '1h'"),
+    ({}, {"temperature": 5}, "gsm8k",
+     "evaluation.tasks[0].nemo_evaluator_config.config.params.temperature",
+     "must be between 0.0 and 2.0, got 5"),
+    ({}, {"extra": {"n_samples": 0}}, "humaneval",
+     "evaluation.tasks[0].nemo_evaluator_config.config.params.extra.n_samples",
+     "must be between 1 and 1000, got 0"),
+    ({"extra": {"n_samples": 2}}, {"extra": {"k": [5]}}, "humaneval",
+     "evaluation.tasks[0].nemo_evaluator_config.config.params.extra.k",
+     "pass@k needs k <= n_samples (2); got k=5"),
+]
+
+
+def test_built_in_task_params_fail_at_validation_with_the_harness_message(tmp_path):
+    from launcher.errors import ConfigError
+    from launcher.harness.runconfig import parse_run_config
+    from launcher.harness.tasks import get_task
+
+    for i, (evaluation, task, name, key, message) in enumerate(PARAM_CASES):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        path = write(folder, params_config(evaluation, task, name))
+        for command in (["config", "validate", path], ["run", "--dry-run", "--config", path]):
+            line = one_error(launcher(folder, *command), path)
+            assert f"key '{key}': {message}" in line, (command, line)
+        # the same message the harness gives inside the container
+        params = {**evaluation, **(task or {}),
+                  "extra": {**evaluation.get("extra", {}), **(task or {}).get("extra", {})}}
+        run_config = {"config": {"type": name, "params": params},
+                      "target": {"api_endpoint": ENDPOINT}}
+        try:
+            get_task(name, parse_run_config(run_config).params.extra)
+        except ConfigError as exc:
+            assert exc.detail in line
+        else:
+            raise AssertionError(f"the harness accepts {params}")
+
+
+def test_valid_built_in_task_params_pass(tmp_path):
+    path = write(tmp_path, params_config({"parallelism": 2, "request_timeout": 30},
+                                         {"temperature": 0.8, "extra": {"n_samples": 5,
+                                                                        "k": [1, 5]}},
+                                         "humaneval"))
+    proc = validate(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_external_task_params_are_left_to_their_harness(tmp_path):
+    path = write(tmp_path, params_config({"temperature": 5}, None,
+                                         "lm-evaluation-harness.ifeval"))
+    proc = validate(tmp_path, path)
+    assert proc.returncode == 0, proc.stderr
