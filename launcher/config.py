@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
@@ -24,7 +23,7 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from launcher import keypaths, missing
+from launcher import apikey, keypaths, missing
 from launcher.errors import ConfigError
 
 
@@ -297,19 +296,19 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
     composed = loader.compose(path, [o.text for o in groups], has_defaults="defaults" in user,
                               source=source)
     data = deep_merge(_packaged("base") or {}, composed)
-    old_key = _rename_old_api_key(data, source, notes.append) or bool(notes)
+    old_key = apikey.rename_old_api_key(data, source, notes.append) or bool(notes)
     for override in parsed:
         if override not in groups:
             overrides_mod.apply(data, override)
-    old_key = _rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
+    old_key = apikey.rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
     missing.check(data, composed, source=source, schema=Config)
     helpers = set(data) - {a.name for a in attrs.fields(Config)}
     helpers &= loader.referenced_roots(data)  # helper blocks (common: {...}) used by ${...}
     data = loader.resolve(data, environ, source=source)
-    endpoint = _endpoint_of(data)
+    endpoint = apikey.endpoint_of(data)
     if endpoint is not None:
-        check_api_key_name(endpoint.get("api_key_name"), source=source,
-                           key=_OLD_API_KEY if old_key else _API_KEY_NAME)
+        apikey.check_api_key_name(endpoint.get("api_key_name"), source=source,
+                                  key=apikey.OLD_API_KEY if old_key else apikey.API_KEY_NAME)
     data["defaults"] = entries if "_self_" in entries else [*entries, "_self_"]
     body = {k: v for k, v in data.items() if k not in helpers}
     try:
@@ -321,61 +320,6 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
     for text in dict.fromkeys(notes):
         note(text)
     return config, data
-
-
-_OLD_API_KEY = "target.api_endpoint.api_key"
-_API_KEY_NAME = "target.api_endpoint.api_key_name"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SECRET_PREFIXES = ("sk-", "nvapi-", "hf_", "ghp_", "gho_", "github_pat_", "gsk_", "xoxb-",
-                    "AIza")
-
-
-def _endpoint_of(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    target = data.get("target")
-    endpoint = target.get("api_endpoint") if isinstance(target, Mapping) else None
-    return endpoint if isinstance(endpoint, dict) else None
-
-
-def _rename_old_api_key(data: dict[str, Any], source: str,
-                        note: Callable[[str], None]) -> bool:
-    """``target.api_endpoint.api_key`` in a file is the older spelling of ``api_key_name``."""
-    endpoint = _endpoint_of(data)
-    if endpoint is None or "api_key" not in endpoint:
-        return False
-    if endpoint.get("api_key_name") is not None:
-        raise ConfigError("both api_key (the older spelling) and api_key_name are set: keep "
-                          "only api_key_name: NAME (the host variable holding the key)",
-                          source=source, key=_OLD_API_KEY)
-    endpoint["api_key_name"] = endpoint.pop("api_key")
-    note(f"{_OLD_API_KEY} is the older spelling of {_API_KEY_NAME} (the NAME of the host "
-         f"environment variable holding the key); write api_key_name instead")
-    return True
-
-
-def looks_like_secret(value: str) -> bool:
-    """A key pasted where a variable NAME belongs: a known key prefix, or long and mixed."""
-    if len(value) < 20:
-        return False
-    mixed = (any(c.islower() for c in value) and any(c.isupper() for c in value)
-             and any(c.isdigit() for c in value))
-    return value.startswith(_SECRET_PREFIXES) or mixed
-
-
-def check_api_key_name(value: Any, *, source: str, key: str = _API_KEY_NAME) -> None:
-    """``api_key_name`` holds a variable NAME: it reaches generated shell scripts, so only
-    ``[A-Za-z_][A-Za-z0-9_]*`` passes, and a value that may be the key itself is never shown."""
-    if value is None:
-        return
-    fix = (f"export the key as a host variable (export NGC_API_KEY=...) and pass its name: "
-           f"-o {_API_KEY_NAME}=NGC_API_KEY")
-    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
-        raise ConfigError("expected the NAME of the host environment variable that holds the "
-                          "API key; this value (not shown, it may be the key itself) is not a "
-                          f"variable name: {fix}", source=source, key=key)
-    if looks_like_secret(value):
-        raise ConfigError("this looks like an API key itself (not shown), but the setting "
-                          f"holds the NAME of the host environment variable with the key: {fix}",
-                          source=source, key=key)
 
 
 def _check_semantics(config: Config, source: str) -> None:

@@ -26,12 +26,11 @@ from typing import Any
 
 import attrs
 
+from launcher.apikey import API_KEY_NAME, OLD_API_KEY
 from launcher.errors import ConfigError
 
 SOURCE = "-o"
 CHANGE, ADD, FORCE_ADD, DELETE = "change", "add", "force_add", "delete"
-OLD_API_KEY = "target.api_endpoint.api_key"
-API_KEY_NAME = "target.api_endpoint.api_key_name"
 _ABSENT = object()
 
 

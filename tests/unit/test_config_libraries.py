@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from launcher import dotenv
-from launcher.config import load_config, looks_like_secret
+from launcher.apikey import looks_like_secret
+from launcher.config import load_config
 from launcher.errors import ConfigError
 from launcher.prepare import ConfigOptions, load
 
