@@ -94,7 +94,12 @@ class Config:
 
 
 class _TypeMismatch(ValueError):
-    pass
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key  # the mapping key whose value is wrong, under the field's path
+
+
+_SUBKEY = "\x1f"  # separates a message from the mapping key it belongs to (see _first_error)
 
 
 def _describe(value: Any) -> str:
@@ -121,7 +126,13 @@ def _strict_dict(value: Any, type_: Any) -> Any:
 
 def _strict_str_dict(value: Any, type_: Any) -> dict[str, str]:
     to_str = _strict(str, (str, int, float))
-    return {str(k): to_str(v, str) for k, v in _strict_dict(value, type_).items()}
+    out = {}
+    for key, item in _strict_dict(value, type_).items():
+        try:
+            out[str(key)] = to_str(item, str)
+        except _TypeMismatch as exc:  # name the key: mounts.evaluation['./x'], not the block
+            raise _TypeMismatch(str(exc), key=str(key)) from None
+    return out
 
 
 def _strict_list_factory(type_: Any, converter: cattrs.Converter) -> Any:
@@ -183,7 +194,7 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required value missing"
     if isinstance(exc, _TypeMismatch):
-        return str(exc)
+        return str(exc) if exc.key is None else f"{exc}{_SUBKEY}{exc.key}"
     if isinstance(exc, AttributeError) and attrs.has(type_):  # a scalar where a block belongs
         return f"expected a mapping of {', '.join(a.name for a in attrs.fields(type_))}"
     return cattrs.v.format_exception(exc, type_)
@@ -199,6 +210,9 @@ def _first_error(exc: Exception) -> tuple[str, str]:
     path = where.removeprefix("$").removeprefix(".")
     if isinstance(exc, ClassValidationError | IterableValidationError) and not text:
         text = first
+    text, sep, key = text.partition(_SUBKEY)
+    if sep:
+        path = keypaths.child(path, key)
     return path, text
 
 

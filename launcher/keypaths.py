@@ -42,6 +42,12 @@ def render(parts: Iterable[Part]) -> str:
     return out
 
 
+def child(path: str, key: Part) -> str:
+    """``path`` (already rendered) and one more key: ``child('env_vars', 'A B')`` is
+    ``env_vars['A B']``."""
+    return f"{path}{render(['_', key])[1:]}" if path else render([key])
+
+
 def override_key(parts: Iterable[Part]) -> str | None:
     """The dotted key ``-o`` takes for this place (``evaluation.tasks.1.x``), or None when a
     part cannot be written in Hydra's key grammar (``./hf_cache``, a key with a space)."""

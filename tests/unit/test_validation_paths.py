@@ -246,3 +246,38 @@ def test_external_task_params_are_left_to_their_harness(tmp_path):
                                          "lm-evaluation-harness.ifeval"))
     proc = validate(tmp_path, path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_wrong_value_in_a_string_mapping_names_its_key(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT},
+                            "env_vars": {"A B": [1]},
+                            "evaluation": {"tasks": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'env_vars['A B']': expected str, got list [1]"), line
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT},
+                            "execution": {"output_dir": str(tmp_path / "out"),
+                                          "mounts": {"evaluation": {"./data": ["/data"]}}},
+                            "evaluation": {"tasks": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert "key 'execution.mounts.evaluation['./data']': expected str, got list" in line, line
+
+
+def test_misspelled_tasks_key_is_named(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT},
+                            "evaluation": {"task": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'evaluation': unknown key 'task' (did you mean 'tasks'?)"), line
+
+
+def test_key_path_rendering():
+    from launcher import keypaths
+
+    parts = ["execution", "mounts", "evaluation", "./hf_cache"]
+    assert keypaths.render(parts) == "execution.mounts.evaluation['./hf_cache']"
+    assert keypaths.override_key(parts) is None
+    assert keypaths.render(["evaluation", "tasks", 1, "name"]) == "evaluation.tasks[1].name"
+    assert keypaths.override_key(["evaluation", "tasks", 1, "name"]) == "evaluation.tasks.1.name"
+    assert keypaths.override_text(["evaluation", "tasks"], "[{name: a}]") == \
+        "-o 'evaluation.tasks=[{name: a}]'"
+    assert keypaths.child("env_vars", "A B") == "env_vars['A B']"
+    assert keypaths.child("a", 0) == "a[0]"
