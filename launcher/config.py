@@ -23,7 +23,7 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from launcher import apikey, keypaths, missing
+from launcher import apikey, keypaths, missing, taskparams
 from launcher.errors import ConfigError
 
 
@@ -371,7 +371,11 @@ def _check_semantics(config: Config, source: str) -> None:
             source=source,
             key="evaluation.tasks",
         )
+    taskparams.check_blocks(config.evaluation.nemo_evaluator_config,
+                            ["evaluation", "nemo_evaluator_config"], source=source)
     for i, task in enumerate(config.evaluation.tasks):
+        taskparams.check_blocks(task.nemo_evaluator_config,
+                                ["evaluation", "tasks", i, "nemo_evaluator_config"], source=source)
         params = task_params(config, task)
         limit = params.get("limit_samples")
         bad = isinstance(limit, bool) or not isinstance(limit, int) or limit < 1

@@ -10,7 +10,10 @@ through ``launcher.harness.runconfig.parse_run_config`` and the task's own param
 key the user wrote (``evaluation.nemo_evaluator_config.config.params.parallelism``, or the
 task's own ``evaluation.tasks[i].nemo_evaluator_config...`` when the task sets it).
 
-External harnesses validate their own params in their images: only built-in tasks are checked.
+External harnesses validate their own params in their images: only built-in tasks are checked
+by the harness's parser. For every task, ``check_blocks`` makes sure the blocks of a
+``nemo_evaluator_config`` that the launcher itself merges into (``config``, ``config.params``,
+``target``, ``target.api_endpoint``) are mappings.
 """
 
 from __future__ import annotations
@@ -20,6 +23,23 @@ from typing import Any
 
 from launcher import keypaths
 from launcher.errors import ConfigError
+from launcher.keypaths import Part
+
+_BLOCKS = (("config",), ("config", "params"), ("target",), ("target", "api_endpoint"))
+
+
+def check_blocks(evaluator_config: Mapping[str, Any], where: list[Part], *, source: str) -> None:
+    """A ``nemo_evaluator_config`` (at ``where``) whose ``config``/``config.params``/``target``/
+    ``target.api_endpoint`` is set to something other than a mapping: a ConfigError there."""
+    for block in _BLOCKS:
+        found, value = keypaths.lookup(evaluator_config, block)
+        if not found or isinstance(value, Mapping):
+            continue
+        text = repr(value)
+        got = ("nothing (the key is empty): give it keys or remove it" if value is None
+               else f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}")
+        raise ConfigError(f"expected a mapping, got {got}", source=source,
+                          key=keypaths.render([*where, *block]))
 
 
 def check(run_config: Mapping[str, Any], task: str, *, task_config: Mapping[str, Any],

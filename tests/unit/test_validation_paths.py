@@ -281,3 +281,27 @@ def test_key_path_rendering():
         "-o 'evaluation.tasks=[{name: a}]'"
     assert keypaths.child("env_vars", "A B") == "env_vars['A B']"
     assert keypaths.child("a", 0) == "a[0]"
+
+
+def test_evaluator_config_block_that_is_not_a_mapping_is_one_line(tmp_path):
+    cases = [({"config": 5}, "evaluation.nemo_evaluator_config.config", "got int 5"),
+             ({"config": None}, "evaluation.nemo_evaluator_config.config",
+              "got nothing (the key is empty): give it keys or remove it"),
+             ({"config": {"params": [1]}}, "evaluation.nemo_evaluator_config.config.params",
+              "got list [1]"),
+             ({"target": {"api_endpoint": "x"}},
+              "evaluation.nemo_evaluator_config.target.api_endpoint", "got str 'x'")]
+    for i, (block, key, got) in enumerate(cases):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        path = write(folder, {"target": {"api_endpoint": ENDPOINT},
+                              "evaluation": {"nemo_evaluator_config": block,
+                                             "tasks": [{"name": "lm-evaluation-harness.ifeval"}]}})
+        line = one_error(validate(folder, path), path)
+        assert line.endswith(f"key '{key}': expected a mapping, {got}"), line
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT},
+                            "evaluation": {"tasks": [{"name": "gsm8k",
+                                                      "nemo_evaluator_config": {"config": 1}}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'evaluation.tasks[0].nemo_evaluator_config.config': expected a "
+                         "mapping, got int 1"), line
