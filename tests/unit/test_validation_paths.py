@@ -305,3 +305,18 @@ def test_evaluator_config_block_that_is_not_a_mapping_is_one_line(tmp_path):
     line = one_error(validate(tmp_path, path), path)
     assert line.endswith("key 'evaluation.tasks[0].nemo_evaluator_config.config': expected a "
                          "mapping, got int 1"), line
+
+
+def test_interpolation_error_names_the_key_as_written(tmp_path):
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT},
+                            "execution": {"output_dir": str(tmp_path / "out"), "mounts": {
+                                "evaluation": {"./hf_cache": "${oc.env:H13_UNSET_VARIABLE}"}}},
+                            "evaluation": {"tasks": [{"name": "gsm8k"}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert "key 'execution.mounts.evaluation['./hf_cache']': ${oc.env:H13_UNSET_VARIABLE} " in line
+    path = write(tmp_path, {"target": {"api_endpoint": ENDPOINT},
+                            "evaluation": {"tasks": [{"name": "gsm8k", "env_vars": {
+                                "B": "${evaluation.tasks[5].name}"}}]}})
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'evaluation.tasks[0].env_vars.B': '${evaluation.tasks[5].name}' "
+                         "refers to a key that does not exist; check its spelling"), line
