@@ -376,20 +376,10 @@ def _check_semantics(config: Config, source: str) -> None:
     for i, task in enumerate(config.evaluation.tasks):
         taskparams.check_blocks(task.nemo_evaluator_config,
                                 ["evaluation", "tasks", i, "nemo_evaluator_config"], source=source)
-        params = task_params(config, task)
-        limit = params.get("limit_samples")
-        bad = isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        if limit is not None and bad:
-            raise ConfigError(
-                f"expected a positive integer or null, got {_describe(limit)}",
-                source=source,
-                key=keypaths.where_set(task.nemo_evaluator_config,
-                                       config.evaluation.nemo_evaluator_config, i,
-                                       "config.params.limit_samples"),
-            )
-        scopes: tuple[tuple[list[str | int], dict[str, str]], ...] = (
-            (["env_vars"], config.env_vars), (["evaluation", "env_vars"],
-            config.evaluation.env_vars), (["evaluation", "tasks", i, "env_vars"], task.env_vars))
+        scopes: list[tuple[list[keypaths.Part], dict[str, str]]] = [
+            (["env_vars"], config.env_vars),
+            (["evaluation", "env_vars"], config.evaluation.env_vars),
+            (["evaluation", "tasks", i, "env_vars"], task.env_vars)]
         for scope, env in scopes:
             for name in env:
                 if not name.isidentifier():

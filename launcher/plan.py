@@ -127,10 +127,11 @@ def build(
         mounts.extend(_evaluation_mounts(config, source))
         evaluator_config = task_evaluator_config(config, task)
         run_config = render_run_config(config, evaluator_config, spec.name)
-        if spec.builtin:  # the harness's own checks, before any container starts
-            taskparams.check(run_config, spec.name, task_config=task.nemo_evaluator_config,
-                             evaluation_config=config.evaluation.nemo_evaluator_config,
-                             index=index, source=source)
+        # A built-in task's params by the harness's own checks, before any container starts.
+        taskparams.check(run_config, spec.name, builtin=spec.builtin,
+                         task_config=task.nemo_evaluator_config,
+                         evaluation_config=config.evaluation.nemo_evaluator_config,
+                         index=index, source=source)
         jobs.append(Job(
             index=index,
             job_id=job_id,

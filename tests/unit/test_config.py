@@ -74,8 +74,6 @@ def test_overrides_parse_yaml_values(tmp_path):
         (MINIMAL, ["target.api_endpoint.api_kye_name=X"],
          "key 'target.api_endpoint': unknown key 'api_kye_name' (did you mean 'api_key_name'?)"),
         (MINIMAL, ["evaluation.tasks=gsm8k"], "key 'evaluation.tasks': expected a list, got str"),
-        (MINIMAL, ["evaluation.nemo_evaluator_config.config.params.limit_samples=-1"],
-         "limit_samples': expected a positive integer or null, got int -1"),
         (MINIMAL, ["target.api_endpoint.url=ftp://x"], "expected an http(s) URL"),
         (MINIMAL, ["execution.mode=fast"], "key 'execution.mode': expected 'sequential' or"),
         (MINIMAL, ["evaluation.tasks=[]"], "key 'evaluation.tasks': no tasks"),

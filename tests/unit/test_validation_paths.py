@@ -179,6 +179,14 @@ def test_bad_evaluation_level_value_is_reported_where_it_was_written(tmp_path):
     assert "tasks[0]" not in line
 
 
+def test_limit_samples_of_an_external_task_is_checked_at_the_key_written(tmp_path):
+    path = write(tmp_path, params_config({"limit_samples": "ten"}, None,
+                                         "lm-evaluation-harness.ifeval"))
+    line = one_error(validate(tmp_path, path), path)
+    assert line.endswith("key 'evaluation.nemo_evaluator_config.config.params.limit_samples': "
+                         "expected a positive integer or null, got str 'ten'"), line
+
+
 def test_bad_task_level_value_is_reported_at_the_task(tmp_path):
     path = write(tmp_path, params_config({"limit_samples": 5}, {"limit_samples": 0}))
     line = one_error(validate(tmp_path, path), path)
@@ -190,6 +198,8 @@ def test_bad_task_level_value_is_reported_at_the_task(tmp_path):
 
 PARAM_CASES = [
     # (evaluation-level params, task params, task, key, the harness's message)
+    ({"limit_samples": -1}, None, "gsm8k",
+     "evaluation.nemo_evaluator_config.config.params.limit_samples", "must be >= 1, got -1"),
     ({"parallelism": -3}, None, "gsm8k",
      "evaluation.nemo_evaluator_config.config.params.parallelism", "must be >= 1, got -3"),
     ({"request_timeout": "1h"}, None, "gsm8k",
