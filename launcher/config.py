@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
@@ -24,9 +23,8 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from launcher import apikey, keypaths, missing, taskparams
 from launcher.errors import ConfigError
-
-MISSING_MARK = "???"  # the reference's marker for "the user must supply this value"
 
 
 @attrs.frozen
@@ -96,7 +94,12 @@ class Config:
 
 
 class _TypeMismatch(ValueError):
-    pass
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key  # the mapping key whose value is wrong, under the field's path
+
+
+_SUBKEY = "\x1f"  # separates a message from the mapping key it belongs to (see _first_error)
 
 
 def _describe(value: Any) -> str:
@@ -123,7 +126,13 @@ def _strict_dict(value: Any, type_: Any) -> Any:
 
 def _strict_str_dict(value: Any, type_: Any) -> dict[str, str]:
     to_str = _strict(str, (str, int, float))
-    return {str(k): to_str(v, str) for k, v in _strict_dict(value, type_).items()}
+    out = {}
+    for key, item in _strict_dict(value, type_).items():
+        try:
+            out[str(key)] = to_str(item, str)
+        except _TypeMismatch as exc:  # name the key: mounts.evaluation['./x'], not the block
+            raise _TypeMismatch(str(exc), key=str(key)) from None
+    return out
 
 
 def _strict_list_factory(type_: Any, converter: cattrs.Converter) -> Any:
@@ -185,7 +194,7 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required value missing"
     if isinstance(exc, _TypeMismatch):
-        return str(exc)
+        return str(exc) if exc.key is None else f"{exc}{_SUBKEY}{exc.key}"
     if isinstance(exc, AttributeError) and attrs.has(type_):  # a scalar where a block belongs
         return f"expected a mapping of {', '.join(a.name for a in attrs.fields(type_))}"
     return cattrs.v.format_exception(exc, type_)
@@ -201,6 +210,9 @@ def _first_error(exc: Exception) -> tuple[str, str]:
     path = where.removeprefix("$").removeprefix(".")
     if isinstance(exc, ClassValidationError | IterableValidationError) and not text:
         text = first
+    text, sep, key = text.partition(_SUBKEY)
+    if sep:
+        path = keypaths.child(path, key)
     return path, text
 
 
@@ -267,22 +279,6 @@ def locate(config: str | None, config_dir: str | None, config_name: str | None) 
     return config
 
 
-def _find_missing(data: Any, path: str = "") -> str | None:
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            found = _find_missing(value, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            found = _find_missing(value, f"{path}[{i}]")
-            if found:
-                return found
-    elif data == MISSING_MARK:
-        return path
-    return None
-
-
 def _note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr)
 
@@ -314,26 +310,19 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
     composed = loader.compose(path, [o.text for o in groups], has_defaults="defaults" in user,
                               source=source)
     data = deep_merge(_packaged("base") or {}, composed)
-    old_key = _rename_old_api_key(data, source, notes.append) or bool(notes)
+    old_key = apikey.rename_old_api_key(data, source, notes.append) or bool(notes)
     for override in parsed:
         if override not in groups:
             overrides_mod.apply(data, override)
-    old_key = _rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
-    missing = _find_missing(data)
-    if missing:
-        raise ConfigError(
-            f"a value is required here (it is '{MISSING_MARK}'): set it in the file or pass "
-            f"-o {missing}=...",
-            source=source,
-            key=missing,
-        )
+    old_key = apikey.rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
+    missing.check(data, composed, source=source, schema=Config)
     helpers = set(data) - {a.name for a in attrs.fields(Config)}
     helpers &= loader.referenced_roots(data)  # helper blocks (common: {...}) used by ${...}
     data = loader.resolve(data, environ, source=source)
-    endpoint = _endpoint_of(data)
+    endpoint = apikey.endpoint_of(data)
     if endpoint is not None:
-        check_api_key_name(endpoint.get("api_key_name"), source=source,
-                           key=_OLD_API_KEY if old_key else _API_KEY_NAME)
+        apikey.check_api_key_name(endpoint.get("api_key_name"), source=source,
+                                  key=apikey.OLD_API_KEY if old_key else apikey.API_KEY_NAME)
     data["defaults"] = entries if "_self_" in entries else [*entries, "_self_"]
     body = {k: v for k, v in data.items() if k not in helpers}
     try:
@@ -345,61 +334,6 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
     for text in dict.fromkeys(notes):
         note(text)
     return config, data
-
-
-_OLD_API_KEY = "target.api_endpoint.api_key"
-_API_KEY_NAME = "target.api_endpoint.api_key_name"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SECRET_PREFIXES = ("sk-", "nvapi-", "hf_", "ghp_", "gho_", "github_pat_", "gsk_", "xoxb-",
-                    "AIza")
-
-
-def _endpoint_of(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    target = data.get("target")
-    endpoint = target.get("api_endpoint") if isinstance(target, Mapping) else None
-    return endpoint if isinstance(endpoint, dict) else None
-
-
-def _rename_old_api_key(data: dict[str, Any], source: str,
-                        note: Callable[[str], None]) -> bool:
-    """``target.api_endpoint.api_key`` in a file is the older spelling of ``api_key_name``."""
-    endpoint = _endpoint_of(data)
-    if endpoint is None or "api_key" not in endpoint:
-        return False
-    if endpoint.get("api_key_name") is not None:
-        raise ConfigError("both api_key (the older spelling) and api_key_name are set: keep "
-                          "only api_key_name: NAME (the host variable holding the key)",
-                          source=source, key=_OLD_API_KEY)
-    endpoint["api_key_name"] = endpoint.pop("api_key")
-    note(f"{_OLD_API_KEY} is the older spelling of {_API_KEY_NAME} (the NAME of the host "
-         f"environment variable holding the key); write api_key_name instead")
-    return True
-
-
-def looks_like_secret(value: str) -> bool:
-    """A key pasted where a variable NAME belongs: a known key prefix, or long and mixed."""
-    if len(value) < 20:
-        return False
-    mixed = (any(c.islower() for c in value) and any(c.isupper() for c in value)
-             and any(c.isdigit() for c in value))
-    return value.startswith(_SECRET_PREFIXES) or mixed
-
-
-def check_api_key_name(value: Any, *, source: str, key: str = _API_KEY_NAME) -> None:
-    """``api_key_name`` holds a variable NAME: it reaches generated shell scripts, so only
-    ``[A-Za-z_][A-Za-z0-9_]*`` passes, and a value that may be the key itself is never shown."""
-    if value is None:
-        return
-    fix = (f"export the key as a host variable (export NGC_API_KEY=...) and pass its name: "
-           f"-o {_API_KEY_NAME}=NGC_API_KEY")
-    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
-        raise ConfigError("expected the NAME of the host environment variable that holds the "
-                          "API key; this value (not shown, it may be the key itself) is not a "
-                          f"variable name: {fix}", source=source, key=key)
-    if looks_like_secret(value):
-        raise ConfigError("this looks like an API key itself (not shown), but the setting "
-                          f"holds the NAME of the host environment variable with the key: {fix}",
-                          source=source, key=key)
 
 
 def _check_semantics(config: Config, source: str) -> None:
@@ -437,26 +371,20 @@ def _check_semantics(config: Config, source: str) -> None:
             source=source,
             key="evaluation.tasks",
         )
+    taskparams.check_blocks(config.evaluation.nemo_evaluator_config,
+                            ["evaluation", "nemo_evaluator_config"], source=source)
     for i, task in enumerate(config.evaluation.tasks):
-        params = task_params(config, task)
-        limit = params.get("limit_samples")
-        bad = isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        if limit is not None and bad:
-            raise ConfigError(
-                f"expected a positive integer or null, got {_describe(limit)}",
-                source=source,
-                key=f"evaluation.tasks[{i}].nemo_evaluator_config.config.params.limit_samples",
-            )
-        for scope, env in (("env_vars", config.env_vars), ("evaluation.env_vars",
-                           config.evaluation.env_vars), (f"evaluation.tasks[{i}].env_vars",
-                           task.env_vars)):
+        taskparams.check_blocks(task.nemo_evaluator_config,
+                                ["evaluation", "tasks", i, "nemo_evaluator_config"], source=source)
+        scopes: list[tuple[list[keypaths.Part], dict[str, str]]] = [
+            (["env_vars"], config.env_vars),
+            (["evaluation", "env_vars"], config.evaluation.env_vars),
+            (["evaluation", "tasks", i, "env_vars"], task.env_vars)]
+        for scope, env in scopes:
             for name in env:
                 if not name.isidentifier():
-                    raise ConfigError(
-                        f"'{name}' is not a valid environment variable name",
-                        source=source,
-                        key=f"{scope}.{name}",
-                    )
+                    raise ConfigError(f"'{name}' is not a valid environment variable name",
+                                      source=source, key=keypaths.render([*scope, name]))
 
 
 def task_evaluator_config(config: Config, task: Task) -> dict[str, Any]:

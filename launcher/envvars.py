@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from launcher import keypaths
 from launcher.errors import ConfigError
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
@@ -70,7 +71,7 @@ def merge(scopes: Iterable[tuple[str, Mapping[str, str]]], *, source: str) -> li
     out: dict[str, EnvVar] = {}
     for scope, mapping in scopes:
         for name, spec in mapping.items():
-            out[name] = parse_spec(name, spec, source=source, key=f"{scope}.{name}")
+            out[name] = parse_spec(name, spec, source=source, key=keypaths.child(scope, name))
     return list(out.values())
 
 

@@ -26,6 +26,7 @@ class ConfigError(LauncherError):
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
         where = ", ".join(p for p in (source, f"key '{key}'" if key else None) if p)
         super().__init__(f"{where}: {message}" if where else message)
+        self.detail = message  # without the file and key, to report it at another place
         self.source = source
         self.key = key
 

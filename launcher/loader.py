@@ -232,7 +232,7 @@ def _omegaconf_error(exc: Exception, data: dict[str, Any], source: str) -> Confi
         UnsupportedInterpolationType,
     )
 
-    key = getattr(exc, "full_key", None) or None
+    key = _key_of(exc)
     message = _first_line(str(exc))
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, _EnvUnset):
@@ -245,9 +245,11 @@ def _omegaconf_error(exc: Exception, data: dict[str, Any], source: str) -> Confi
     if isinstance(exc, InterpolationKeyError):
         match = re.search(r"Interpolation key '([^']*)' not found", message)
         ref = match.group(1) if match else "?"
+        root = re.split(r"[.\[]", ref, maxsplit=1)[0]
+        hint = ("" if root in data else
+                f" (a helper block at the top level works too: {root}: {{...}})")
         return ConfigError(f"'${{{ref}}}' refers to a key that does not exist; check its "
-                           "spelling (a helper block at the top level works too: "
-                           f"{ref.split('.')[0]}: {{...}})", source=source, key=key)
+                           f"spelling{hint}", source=source, key=key)
     if isinstance(exc, UnsupportedInterpolationType):
         match = re.search(r"Unsupported interpolation type (\S+)", message)
         name = match.group(1) if match else "?"
@@ -260,6 +262,22 @@ def _omegaconf_error(exc: Exception, data: dict[str, Any], source: str) -> Confi
         return ConfigError(f"cannot parse the ${{...}} in this value ({message}); a literal ${{ "
                            "is written \\${", source=source, key=key)
     return ConfigError(message, source=source, key=key)
+
+
+def _key_of(exc: Exception) -> str | None:
+    """The failing key as the user wrote it (``mounts.evaluation['./x']``), from the node
+    chain; OmegaConf's own ``full_key`` joins keys with dots (``mounts.evaluation../x``)."""
+    from launcher import keypaths
+
+    node: Any = getattr(exc, "parent_node", None)
+    key = getattr(exc, "key", None)
+    if node is None or key is None:
+        return getattr(exc, "full_key", None) or None
+    parts = [key]
+    while node is not None and node._get_parent() is not None:
+        parts.insert(0, node._key())
+        node = node._get_parent()
+    return keypaths.render(parts) or None
 
 
 _WHOLE_REF = re.compile(r"\$\{\s*([^${}:\s]+)\s*\}")

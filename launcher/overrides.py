@@ -7,8 +7,9 @@ lists, dicts, null and quoted strings keep their types). What is ours:
 - ``key=value`` on a key that does not exist sets it instead of failing: the typed schema
   then rejects unknown keys with a "did you mean" hint, which is the friendlier error.
 - List items are addressed by index (``evaluation.tasks.0.name=gsm8k``); an index one past
-  the end appends. As in the reference, a task may be addressed by its name instead
-  (``evaluation.tasks.gsm8k.timeout=600``).
+  the end appends. The bracket form of messages (``evaluation.tasks[0].name=gsm8k``) means
+  the same; any other bracket in a key is an error. As in the reference, a task may be
+  addressed by its name instead (``evaluation.tasks.gsm8k.timeout=600``).
 - ``target.api_endpoint.api_key`` (an older spelling) is rewritten to ``api_key_name``.
 - Every mistake is one line naming the override and a fix; values of key-related settings
   are never echoed.
@@ -19,17 +20,17 @@ Hydra is imported here, lazily: this module is only imported on the loading path
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from launcher.apikey import API_KEY_NAME, OLD_API_KEY
 from launcher.errors import ConfigError
 
 SOURCE = "-o"
 CHANGE, ADD, FORCE_ADD, DELETE = "change", "add", "force_add", "delete"
-OLD_API_KEY = "target.api_endpoint.api_key"
-API_KEY_NAME = "target.api_endpoint.api_key_name"
 _ABSENT = object()
 
 
@@ -69,7 +70,7 @@ def parse(texts: Iterable[str]) -> list[Override]:
     out: list[Override] = []
     for text in texts:
         try:
-            (parsed,) = parser.parse_overrides([text])
+            (parsed,) = parser.parse_overrides([_dotted_indexes(text)])
         except HydraException as exc:
             detail = _detail(str(exc), text)
             raise ConfigError(f"override '{shown(text)}' is not of the form dotted.key=value"
@@ -95,6 +96,25 @@ def parse(texts: Iterable[str]) -> list[Override]:
         has_value = not (kind == DELETE and value is None and "=" not in text)
         out.append(Override(text=text, kind=kind, key=key, value=value, has_value=has_value))
     return out
+
+
+_INDEX = re.compile(r"\[(\d+|[A-Za-z_][A-Za-z0-9_-]*)\]")
+
+
+def _dotted_indexes(text: str) -> str:
+    """``evaluation.tasks[1].x=v`` (the form messages and YAML paths use) is
+    ``evaluation.tasks.1.x=v`` (a task's name works too: ``tasks[gsm8k]``); any other bracket
+    in the key is one error line, never a key named ``tasks[1]``."""
+    key, sep, value = text.partition("=")
+    if "[" not in key and "]" not in key:
+        return text
+    dotted = _INDEX.sub(r".\1", key)
+    if "[" in dotted or "]" in dotted:
+        raise ConfigError(f"override '{shown(text)}': -o addresses list items as .N "
+                          "(evaluation.tasks.1.name=...) and mapping keys by plain names "
+                          "(letters, digits, _ and -); set a key like this one in the file",
+                          source=SOURCE)
+    return f"{dotted}{sep}{value}"
 
 
 def _detail(message: str, text: str) -> str:

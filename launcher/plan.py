@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from launcher import catalog, dockerargs, envvars
+from launcher import catalog, dockerargs, envvars, keypaths, taskparams
 from launcher.config import Config, deep_merge, task_evaluator_config
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
@@ -125,6 +125,13 @@ def build(
             for v in extra.volumes
         )
         mounts.extend(_evaluation_mounts(config, source))
+        evaluator_config = task_evaluator_config(config, task)
+        run_config = render_run_config(config, evaluator_config, spec.name)
+        # A built-in task's params by the harness's own checks, before any container starts.
+        taskparams.check(run_config, spec.name, builtin=spec.builtin,
+                         task_config=task.nemo_evaluator_config,
+                         evaluation_config=config.evaluation.nemo_evaluator_config,
+                         index=index, source=source)
         jobs.append(Job(
             index=index,
             job_id=job_id,
@@ -136,7 +143,7 @@ def build(
             mounts=tuple(mounts),
             labels={LABEL_INVOCATION: inv_id, LABEL_JOB: job_id, LABEL_TASK: spec.name},
             job_dir=job_dir,
-            run_config=render_run_config(config, task_evaluator_config(config, task), spec.name),
+            run_config=run_config,
             docker=extra,
             container_name=f"eval-launcher-{inv_id}-{index}",
             timeout=task.timeout,
@@ -148,7 +155,7 @@ def _evaluation_mounts(config: Config, source: str) -> list[Mount]:
     """``execution.mounts.evaluation``: {path as the launcher sees it: container path[:ro]}."""
     mounts = []
     for host, target in config.execution.mounts.evaluation.items():
-        key = f"execution.mounts.evaluation.{host}"
+        key = keypaths.render(["execution", "mounts", "evaluation", host])
         path, _, mode = target.partition(":")
         if mode not in ("", "ro", "rw") or not path.startswith("/"):
             raise ConfigError(f"expected an absolute container path with optional :ro, got "

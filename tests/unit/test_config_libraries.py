@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from launcher import dotenv
-from launcher.config import load_config, looks_like_secret
+from launcher.apikey import looks_like_secret
+from launcher.config import load_config
 from launcher.errors import ConfigError
 from launcher.prepare import ConfigOptions, load
 
@@ -139,8 +140,8 @@ def test_missing_value_fix_works_when_pasted(tmp_path):
     path = write(tmp_path, {"target": {"api_endpoint": {"model_id": "m"}},
                             "evaluation": BODY["evaluation"]})
     message = error_of(path)
-    assert message.startswith(f"{path}, key 'target.api_endpoint.url': a value is required")
-    assert "-o target.api_endpoint.url=..." in message
+    assert message.startswith(f"{path}, key 'target.api_endpoint.url': required key missing")
+    assert "-o target.api_endpoint.url=http://localhost:8000/v1/chat/completions" in message
     config, _ = load_config(path, ["target.api_endpoint.url=http://h:8000/v1/chat/completions"])
     assert config.target.api_endpoint.url == "http://h:8000/v1/chat/completions"
 
