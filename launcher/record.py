@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from launcher import __version__, store
+from launcher import __version__, safe_fs, store
 from launcher.hostpaths import HostSource, PathTranslator
 from launcher.plan import Invocation, Job
 from launcher.spec import ContainerSpec, for_job
@@ -130,8 +130,7 @@ class JobFolder:
 
     def clear(self, *markers: Marker) -> None:
         for marker in markers:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.marker(marker))
+            safe_fs.unlink(self.marker(marker))
 
     def read_exit(self) -> ExitMark | None:
         line = self.read(Marker.EXIT)
@@ -298,7 +297,7 @@ def running_lock(folder: str, invocation_id: str, wait: float = 0) -> Iterator[N
     from launcher.errors import EnvironmentProblem
 
     path = os.path.join(folder, LOCK)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = safe_fs.open_file(path, os.O_RDONLY | os.O_CREAT)
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -238,16 +238,20 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
     The container removes itself when done, so its output goes to ``supervisor.log`` in the
     invocation folder."""
     import contextlib
+    import io
 
-    from launcher import store
+    from launcher import safe_fs, store
     from launcher.commands.run import finish
     from launcher.errors import LauncherError
 
     log_path = os.path.join(inv_dir, SUPERVISOR_LOG)
-    with open(log_path, "a", encoding="utf-8", buffering=1) as log, \
+    try:  # a link planted at supervisor.log is refused, not followed
+        binary = safe_fs.open_append(log_path, store.owner_of(inv_dir))
+    except LauncherError as e:
+        print(f"error: {e.message}", file=sys.stderr, flush=True)
+        return e.exit_code
+    with io.TextIOWrapper(binary, encoding="utf-8", line_buffering=True) as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        with contextlib.suppress(OSError):
-            store.chown(log_path, store.owner_of(inv_dir))
         try:
             run = runs.load(inv_dir)
             if run is None:

@@ -1,0 +1,135 @@
+"""Issue 12 (High): the owner of an output folder plants links where the launcher writes,
+hoping a root launcher follows them. Every such write refuses with one line naming the path,
+starts nothing, and leaves what the link points at exactly as it was (content, owner, mode),
+and the link itself too. Against the fake engine; the real engine's ``resume`` is in
+tests/integration/test_planted_links.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from launcher import cli, record, runs, store
+from launcher.commands import manage
+from launcher.commands import run as run_cmd
+from launcher.errors import UnsafePath
+from launcher.prepare import ConfigOptions, prepare
+from tests.unit.fake_backend import FakeBackend, Script
+from tests.unit.planted import OUTSIDE, plant, refusals, snapshot
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="links of another uid need root")
+
+
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump({
+        "execution": {"output_dir": str(tmp_path / "out")},
+        "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions",
+                                    "model_id": "m"}},
+        "evaluation": {"tasks": [{"name": "gsm8k"}]},
+    }))
+    return str(path)
+
+
+@pytest.fixture
+def failed(tmp_path, fake: FakeBackend) -> runs.Run:
+    """An invocation whose one job failed: ``resume`` reruns it (the fake job now succeeds)."""
+    fake.scripts["gsm8k"] = Script(exit_code=1)
+    assert run_cmd.run(ConfigOptions(config=config(tmp_path)), (), dry_run=False,
+                       host_output_dir=None) == 1
+    fake.scripts["gsm8k"] = Script()
+    (found,) = runs.all_runs(str(tmp_path / "out"))
+    return found
+
+
+def resume_cli(monkeypatch, capsys, run: runs.Run) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["launcher", "resume", run.invocation_id, "--output-dir",
+                                      os.path.dirname(run.dir)])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, capsys.readouterr().err
+
+
+JOB_FILES = ["logs/stdout.log", "logs/stage.pre-start", "logs/stage.running", "logs/stage.exit",
+             "logs/stage.killed"]
+
+
+@pytest.mark.parametrize("rel", JOB_FILES)
+def test_resume_refuses_a_link_at_each_job_file(rel, failed, fake, outside, monkeypatch,
+                                                capsys):
+    at = Path(failed.invocation().jobs[0].job_dir) / rel
+    plant(at, outside)
+    before, started = snapshot(outside), len(fake.jobs_started())
+    code, err = resume_cli(monkeypatch, capsys, failed)
+    assert code == 1
+    refusals(err, at)
+    assert snapshot(outside) == before
+    assert os.readlink(at) == str(outside)  # the link is left as it was, too
+    assert len(fake.jobs_started()) == started  # refused before the container starts
+
+
+def test_resume_refuses_a_link_at_the_lock(failed, fake, outside, monkeypatch, capsys):
+    at = Path(failed.dir) / record.LOCK
+    plant(at, outside)
+    before = snapshot(outside)
+    code, err = resume_cli(monkeypatch, capsys, failed)
+    assert code == 3
+    assert refusals(err, at)[0].startswith("error: refusing to write")
+    assert snapshot(outside) == before
+
+
+def test_the_record_and_the_supervisor_log_refuse_links(failed, outside, capsys):
+    owner = store.owner_of(failed.dir)
+    at = Path(failed.dir) / record.RECORD
+    plant(at, outside)
+    with pytest.raises(UnsafePath) as refused:
+        record.write(failed.dir, failed.record, owner)
+    refusals(refused.value.message, at)
+
+    log = Path(failed.dir) / manage.SUPERVISOR_LOG
+    plant(log, outside)
+    assert manage.supervise(failed.dir) == 3
+    refusals(capsys.readouterr().err, log)
+    assert snapshot(outside)[0] == OUTSIDE
+
+
+def prepared_folder(tmp_path: Path, fake: FakeBackend):
+    """What ``run`` has before it writes the invocation folder (its name known in advance)."""
+    prepared = prepare(ConfigOptions(config=config(tmp_path)), ())
+    inv = prepared.invocation
+    host, jobs = record.resolve_jobs(inv, fake.path_translator(inv.output_dir), None, {})
+    rec = record.build(inv, host, jobs, prepared.loaded.raw, {}, None, record.Execution())
+    return prepared, rec
+
+
+@pytest.mark.parametrize("rel", ["invocation.json", "run_all.sh", "run_all.sequential.sh",
+                                 "gsm8k.0/run.sh", "gsm8k.0/artifacts/run_config.yml"])
+def test_writing_the_invocation_folder_refuses_a_link_at_each_file(rel, tmp_path, fake,
+                                                                   outside):
+    prepared, rec = prepared_folder(tmp_path, fake)
+    at = Path(prepared.invocation.dir) / rel
+    plant(at, outside)
+    before = snapshot(outside)
+    with pytest.raises(UnsafePath) as refused:
+        run_cmd.write_invocation(prepared, rec, store.owner_of(str(tmp_path)))
+    refusals(refused.value.message, at)
+    assert snapshot(outside) == before
+
+
+@as_root
+@pytest.mark.parametrize("rel", ["gsm8k.0", "gsm8k.0/logs"])
+def test_a_folder_on_the_way_linked_elsewhere_by_another_user_is_refused(
+        rel, failed, fake, outside, monkeypatch, capsys):
+    at = Path(failed.dir) / rel
+    plant(at, outside.parent)
+    listing, before = sorted(os.listdir(outside.parent)), snapshot(outside)
+    code, err = resume_cli(monkeypatch, capsys, failed)
+    assert code == 1
+    assert "on the way is a symbolic link owned by uid 4242" in refusals(err, at)[0]
+    assert sorted(os.listdir(outside.parent)) == listing and snapshot(outside) == before
