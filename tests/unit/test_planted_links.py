@@ -1,8 +1,8 @@
-"""Issue 12 (High): the owner of an output folder plants links where the launcher writes,
-hoping a root launcher follows them. Every such write refuses with one line naming the path,
-starts nothing, and leaves what the link points at exactly as it was (content, owner, mode),
-and the link itself too. Against the fake engine; the real engine's ``resume`` is in
-tests/integration/test_planted_links.py."""
+"""Issue 12 (High): the owner of an output folder plants links where the launcher or the
+harness writes, hoping a root launcher follows them. Every such write refuses with one line
+naming the path, starts nothing, and leaves what the link points at exactly as it was
+(content, owner, mode), and the link itself too. Against the fake engine; the real engine's
+``resume`` is in tests/integration/test_planted_links.py."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from launcher import cli, record, runs, store
 from launcher.commands import manage
 from launcher.commands import run as run_cmd
 from launcher.errors import UnsafePath
+from launcher.harness import cache, datasets, progress, results
+from launcher.harness.adapters import FAILED_LOG, LOGS_DIR, JsonlLog
 from launcher.prepare import ConfigOptions, prepare
 from tests.unit.fake_backend import FakeBackend, Script
 from tests.unit.planted import OUTSIDE, plant, refusals, snapshot
@@ -119,6 +121,41 @@ def test_writing_the_invocation_folder_refuses_a_link_at_each_file(rel, tmp_path
     with pytest.raises(UnsafePath) as refused:
         run_cmd.write_invocation(prepared, rec, store.owner_of(str(tmp_path)))
     refusals(refused.value.message, at)
+    assert snapshot(outside) == before
+
+
+def harness_writes() -> list[tuple[str, object]]:
+    def jsonl(out: str) -> None:
+        JsonlLog(os.path.join(out, LOGS_DIR, FAILED_LOG), None).write({"error": "x"})
+
+    return [
+        ("results.yml", lambda out: results.write_results(out, {"score": 1})),
+        ("samples.jsonl", lambda out: results.write_samples(out, [{"id": 1}])),
+        ("cache/responses.sqlite", lambda out: cache.open_cache(cache.cache_path(out))),
+        ("cache/responses.sqlite-wal", lambda out: cache.open_cache(cache.cache_path(out))),
+        (f"{LOGS_DIR}/{FAILED_LOG}", jsonl),
+        ("gsm8k/test.jsonl", lambda out: datasets.fetch_gsm8k(Path(out) / "gsm8k" / "test.jsonl")),
+    ]
+
+
+@pytest.mark.parametrize(("rel", "write"), harness_writes(), ids=[r for r, _ in harness_writes()])
+def test_the_harness_refuses_a_link_at_each_file_it_writes(rel, write, tmp_path, outside,
+                                                           monkeypatch):
+    monkeypatch.setenv("EVAL_LAUNCHER_GSM8K_URL", "file:///nonexistent")  # refused before this
+    out = tmp_path / "results"
+    at = out / rel
+    plant(at, outside)
+    before = snapshot(outside)
+    with pytest.raises(UnsafePath) as refused:
+        write(str(out))
+    refusals(refused.value.message, at)
+    assert snapshot(outside) == before
+
+
+def test_progress_is_best_effort_and_never_follows_a_link(tmp_path, outside):
+    plant(tmp_path / progress.PROGRESS_FILE, outside)
+    before = snapshot(outside)
+    progress.ProgressFile(str(tmp_path), 10).update(3)  # skipped, no error
     assert snapshot(outside) == before
 
 
