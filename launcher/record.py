@@ -26,6 +26,7 @@ import attrs
 import cattrs
 
 from launcher import __version__, safe_fs, store
+from launcher.errors import LauncherError
 from launcher.hostpaths import HostSource, PathTranslator
 from launcher.plan import Invocation, Job
 from launcher.spec import ContainerSpec, for_job
@@ -119,10 +120,10 @@ class JobFolder:
         return os.path.exists(self.marker(marker))
 
     def read(self, marker: Marker) -> str | None:
-        try:
-            with open(self.marker(marker), encoding="utf-8") as fh:
-                return fh.read().strip()
-        except OSError:
+        try:  # a link or FIFO planted there reads as no marker (see safe_fs.open_read)
+            with safe_fs.open_read(self.marker(marker)) as fh:
+                return fh.read(4096).decode("utf-8", "replace").strip()
+        except (OSError, LauncherError):
             return None
 
     def mark(self, marker: Marker, owner: store.Owner, text: str | None = None) -> None:
@@ -274,10 +275,11 @@ def load(folder: str) -> InvocationRecord | None:
     """The record in ``folder``, or None when missing, unreadable or not of this shape."""
     import json
 
-    try:
-        with open(os.path.join(folder, RECORD), encoding="utf-8") as fh:
+    try:  # never through a link planted there (see safe_fs.open_read)
+        with safe_fs.open_read(os.path.join(folder, RECORD)) as fh:
             return structure(json.load(fh))
-    except (OSError, ValueError, TypeError, KeyError, cattrs.BaseValidationError):
+    except (OSError, LauncherError, ValueError, TypeError, KeyError,
+            cattrs.BaseValidationError):
         return None
 
 

@@ -189,6 +189,16 @@ def open_file(path: str, flags: int, mode: int = 0o644, owner: Owner | None = No
         return _open_at(dir_fd, name, flags, mode, owner, path)
 
 
+def open_read(path: str) -> BinaryIO:
+    """``open(path, "rb")`` without following links: a FIFO cannot hang the reader, and a link
+    planted in the output folder cannot make root print another file."""
+    try:
+        fd = open_file(path, os.O_RDONLY)
+    except UnsafePath as e:
+        raise UnsafePath(e.path, e.why, "read") from None
+    return os.fdopen(fd, "rb")
+
+
 def open_append(path: str, owner: Owner | None = None) -> BinaryIO:
     """``open(path, "ab")`` without following links (see :func:`open_file`)."""
     fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, owner=owner)

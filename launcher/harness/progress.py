@@ -40,8 +40,8 @@ class ProgressFile:
 
 
 def read(folder: str) -> dict | None:
-    try:
-        with open(os.path.join(folder, PROGRESS_FILE), encoding="utf-8") as fh:
+    try:  # never through a link planted there (see safe_fs.open_read)
+        with safe_fs.open_read(os.path.join(folder, PROGRESS_FILE)) as fh:
             return json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, UnsafePath, ValueError):
         return None

@@ -31,9 +31,9 @@ def plant(at: Path, target: Path) -> None:
 
 
 def refusals(text: str, path: Path | str) -> list[str]:
-    """The one line (no traceback) in ``text`` that refuses to write ``path``."""
+    """The one line (no traceback) in ``text`` that refuses to write (or read) ``path``."""
     assert "Traceback" not in text
-    lines = [line for line in text.splitlines() if "refusing to write" in line]
+    lines = [line for line in text.splitlines() if "refusing to " in line]
     assert len(lines) == 1, text
     assert str(path) in lines[0]
     return lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,32 @@ def test_a_folder_on_the_way_linked_elsewhere_by_another_user_is_refused(
     assert code == 1
     assert "on the way is a symbolic link owned by uid 4242" in refusals(err, at)[0]
     assert sorted(os.listdir(outside.parent)) == listing and snapshot(outside) == before
+
+
+def test_reads_do_not_follow_links_either_and_a_fifo_does_not_hang_status(
+        failed, outside, monkeypatch, capsys):
+    job = Path(failed.invocation().jobs[0].job_dir)
+    plant(job / "logs" / "stdout.log", outside)
+    monkeypatch.setattr(sys, "argv", ["launcher", "logs", failed.invocation_id, "--output-dir",
+                                      os.path.dirname(failed.dir)])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exited.value.code == 3
+    assert refusals(err, job / "logs" / "stdout.log")[0].startswith("error: refusing to read")
+    assert OUTSIDE.decode().strip() not in out + err  # root is not shown the other file
+
+    (job / "logs" / "stage.exit").unlink()
+    os.mkfifo(job / "logs" / "stage.exit")  # opening it for reading would block forever
+    plant(job / "artifacts" / "results.yml", outside)
+    codes: list[int] = []
+    status = threading.Thread(target=lambda: codes.append(
+        manage.status(os.path.dirname(failed.dir), failed.invocation_id, as_json=True)),
+        daemon=True)
+    status.start()
+    status.join(10)
+    assert codes == [0]
+    assert OUTSIDE.decode().strip() not in capsys.readouterr().out
+
+    plant(Path(failed.dir) / record.RECORD, outside)
+    assert record.load(failed.dir) is None  # not this file's shape: as if missing
