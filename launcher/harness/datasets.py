@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 
 from launcher import safe_fs
+from launcher.errors import UnsafePath
 from launcher.harness.errors import DatasetError
 
 GSM8K_URL = (
@@ -130,7 +131,7 @@ def cache_dir() -> Path:
     for path in candidates:
         try:
             safe_fs.make_dirs(str(path))
-        except OSError:
+        except (OSError, UnsafePath):  # e.g. a link another user made on the way: the next
             continue
         if os.access(path, os.W_OK | os.X_OK):
             return path

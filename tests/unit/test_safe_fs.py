@@ -98,3 +98,15 @@ def test_an_existing_file_is_truncated_only_after_the_checks(tmp_path):
         fh.write(b"more\n")
     assert log.read_bytes() == b"new\nmore\n"
     assert stat.S_ISREG(log.lstat().st_mode)
+
+
+@as_root
+def test_the_harness_cache_dir_skips_a_candidate_behind_a_foreign_link(tmp_path, outside,
+                                                                       monkeypatch):
+    from launcher.harness import datasets
+
+    plant(tmp_path / "evil", outside.parent)
+    monkeypatch.setenv("EVAL_LAUNCHER_CACHE", str(tmp_path / "evil" / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert datasets.cache_dir() == tmp_path / "home" / ".cache" / "eval-launcher"
+    assert sorted(os.listdir(outside.parent)) == ["secret"]
