@@ -142,15 +142,17 @@ def _parent(path: str) -> Iterator[tuple[int, str]]:
         os.close(fd)
 
 
-def _check_file(dir_fd: int, name: str, path: str) -> bool:
-    """Whether ``name`` exists in ``dir_fd``; UnsafePath unless it is a file with one link."""
+def _check_file(dir_fd: int, name: str, path: str, *, replaced: bool = False) -> bool:
+    """Whether ``name`` exists in ``dir_fd``; UnsafePath unless it is a regular file with one
+    link (``replaced``: a file about to be renamed over or removed may have more, e.g. in a
+    ``cp -al`` snapshot: the other names keep their content)."""
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
     if not stat.S_ISREG(st.st_mode):
         raise UnsafePath(path, f"it is {_kind(st.st_mode)}, not a regular file")
-    if st.st_nlink > 1:
+    if st.st_nlink > 1 and not replaced:
         raise UnsafePath(path, f"it has {st.st_nlink} hard links")
     return True
 
@@ -219,7 +221,7 @@ def atomic_writer(path: str, mode: int = 0o644, owner: Owner | None = None, *,
     ``path`` by ``renameat``. Readers never see half a file; a link or special file at
     ``path`` is refused."""
     with _parent(path) as (dir_fd, name):
-        _check_file(dir_fd, name, path)
+        _check_file(dir_fd, name, path, replaced=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         while True:
             tmp = f".{name}.{secrets.token_hex(4)}"
@@ -236,7 +238,7 @@ def atomic_writer(path: str, mode: int = 0o644, owner: Owner | None = None, *,
                 _give_fd(fh.fileno(), owner)
                 if sync:
                     os.fsync(fh.fileno())
-            _check_file(dir_fd, name, path)
+            _check_file(dir_fd, name, path, replaced=True)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -255,7 +257,7 @@ def unlink(path: str, missing_ok: bool = True) -> None:
     """Remove the file ``path``; a link or special file there is refused, not removed."""
     try:
         with _parent(path) as (dir_fd, name):
-            if _check_file(dir_fd, name, path):
+            if _check_file(dir_fd, name, path, replaced=True):
                 os.unlink(name, dir_fd=dir_fd)
             elif not missing_ok:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
@@ -282,5 +284,5 @@ def replace(src: str, dst: str) -> None:
     if folder != dst_folder:
         raise ValueError(f"{src} and {dst} are not in one folder")
     with _parent(src) as (dir_fd, _):
-        _check_file(dir_fd, dst_name, dst)
+        _check_file(dir_fd, dst_name, dst, replaced=True)
         os.replace(src_name, dst_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

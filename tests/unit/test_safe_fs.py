@@ -110,3 +110,16 @@ def test_the_harness_cache_dir_skips_a_candidate_behind_a_foreign_link(tmp_path,
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert datasets.cache_dir() == tmp_path / "home" / ".cache" / "eval-launcher"
     assert sorted(os.listdir(outside.parent)) == ["secret"]
+
+
+def test_a_hard_linked_file_is_replaced_whole_never_written_in_place(tmp_path, outside):
+    """A ``cp -al`` snapshot shares files by hard link: renaming over one leaves the others."""
+    marker = tmp_path / "stage.exit"
+    os.link(outside, marker)
+    before = snapshot(outside)
+    safe_fs.write_atomic(str(marker), "2026-01-01T00:00:00Z 0 success\n")
+    assert marker.read_text() == "2026-01-01T00:00:00Z 0 success\n"
+    assert snapshot(outside)[:4] == before[:4]  # one link fewer, nothing else
+    os.link(outside, marker.with_name("stage.running"))
+    safe_fs.unlink(str(marker.with_name("stage.running")))
+    assert snapshot(outside) == before[:4] + (1,)
