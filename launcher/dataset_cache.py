@@ -78,8 +78,7 @@ def fill(config: Config, *, source: str, download: bool) -> Config:
         owner = store.owner_of(output_dir if os.path.isdir(output_dir) else ".")
         try:
             store.make_dirs(str(folder), owner)  # the cache is the output folder owner's
-            datasets.fetch_gsm8k(cached)
-            store.chown(str(cached), owner)
+            datasets.fetch_gsm8k(cached, owner)
         except (DatasetError, OSError) as e:
             first = indexes[0]
             raise EnvironmentProblem(

@@ -37,6 +37,19 @@ class EnvironmentProblem(LauncherError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class UnsafePath(EnvironmentProblem):
+    """A link (or a FIFO, a device, a hard-linked file) where the launcher writes or reads a
+    file or walks a folder, planted by whoever controls that folder: refused, never followed.
+    Exit 3."""
+
+    def __init__(self, path: str, why: str, verb: str = "write") -> None:
+        line = (f"refusing to {verb} {path}: {why}; someone who can write that folder put it "
+                "there (the launcher never follows it): remove it, or choose another output "
+                "folder")
+        super().__init__("".join(c if c.isprintable() else ascii(c)[1:-1] for c in line))
+        self.path, self.why = path, why
+
+
 DISK_ERRNOS = frozenset({28, 122, 5, 30})  # ENOSPC, EDQUOT, EIO, EROFS
 
 

@@ -5,15 +5,17 @@ here beyond the ``Backend`` seam."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
+from typing import BinaryIO
 
+from launcher import safe_fs
 from launcher.backends.base import Backend, WorkloadGone
 from launcher.plan import Job
-from launcher.record import ExitMark, ExitNote, JobFolder, JobState, Marker, job_folder, now_z
+from launcher.record import ExitMark, ExitNote, JobState, Marker, job_folder, now_z
+from launcher.safe_fs import Owner
 from launcher.spec import ContainerSpec
-from launcher.store import Owner, chown
 
 EXIT_START_FAILED, EXIT_KILLED, EXIT_TIMEOUT = 125, 137, 124
 
@@ -26,7 +28,10 @@ def run_job(backend: Backend, job: Job, spec: ContainerSpec, env: Mapping[str, s
     folder.mark(Marker.PRE_START, owner)
     code, state, note = EXIT_START_FAILED, JobState.FAILED, ExitNote.NONE
     handle: str | None = None
+    log: BinaryIO | None = None
     try:
+        # Opened before the container starts: a link planted there is refused, nothing runs.
+        log = safe_fs.open_truncate(folder.stdout_log, owner)
         handle = backend.start(spec, env)
         code, state = EXIT_KILLED, JobState.KILLED
         folder.mark(Marker.RUNNING, owner)
@@ -41,7 +46,7 @@ def run_job(backend: Backend, job: Job, spec: ContainerSpec, env: Mapping[str, s
             timer.daemon = True
             timer.start()
         try:
-            _stream_logs(backend, handle, folder, owner, echo)
+            _stream_logs(backend, handle, log, echo)
             code = backend.wait(handle)
             fact = backend.state(handle)
             if fact is None:
@@ -60,24 +65,24 @@ def run_job(backend: Backend, job: Job, spec: ContainerSpec, env: Mapping[str, s
             state = JobState.KILLED
         elif timed_out.is_set():
             code, state = EXIT_TIMEOUT, JobState.FAILED
-            with open(folder.stdout_log, "a", encoding="utf-8") as log:
-                log.write(f"eval-launcher: stopped after the task timeout of {job.timeout}s\n")
+            log.write(f"eval-launcher: stopped after the task timeout of {job.timeout}s\n"
+                      .encode())
         return code
     finally:
         # Also reached on KeyboardInterrupt (SIGINT/SIGTERM): no orphan container is left.
         if handle is not None:
             backend.remove(handle)
+        if log is not None:
+            with contextlib.suppress(OSError):  # flushed after each chunk already
+                log.close()
         folder.write_exit(ExitMark(now_z(), code, state, note), owner)
 
 
-def _stream_logs(backend: Backend, handle: str, folder: JobFolder, owner: Owner,
+def _stream_logs(backend: Backend, handle: str, log: BinaryIO,
                  echo: Callable[[str], None] | None) -> None:
-    with open(folder.stdout_log, "wb") as log:
-        if os.geteuid() == 0:
-            chown(folder.stdout_log, owner)
-        for chunk in backend.logs(handle, follow=True):
-            log.write(chunk)
-            log.flush()
-            if echo:
-                for line in chunk.decode("utf-8", "replace").splitlines():
-                    echo(line)
+    for chunk in backend.logs(handle, follow=True):
+        log.write(chunk)
+        log.flush()
+        if echo:
+            for line in chunk.decode("utf-8", "replace").splitlines():
+                echo(line)

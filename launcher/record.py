@@ -25,7 +25,8 @@ from typing import Any
 import attrs
 import cattrs
 
-from launcher import __version__, store
+from launcher import __version__, safe_fs, store
+from launcher.errors import LauncherError
 from launcher.hostpaths import HostSource, PathTranslator
 from launcher.plan import Invocation, Job
 from launcher.spec import ContainerSpec, for_job
@@ -119,10 +120,10 @@ class JobFolder:
         return os.path.exists(self.marker(marker))
 
     def read(self, marker: Marker) -> str | None:
-        try:
-            with open(self.marker(marker), encoding="utf-8") as fh:
-                return fh.read().strip()
-        except OSError:
+        try:  # a link or FIFO planted there reads as no marker (see safe_fs.open_read)
+            with safe_fs.open_read(self.marker(marker)) as fh:
+                return fh.read(4096).decode("utf-8", "replace").strip()
+        except (OSError, LauncherError):
             return None
 
     def mark(self, marker: Marker, owner: store.Owner, text: str | None = None) -> None:
@@ -130,8 +131,7 @@ class JobFolder:
 
     def clear(self, *markers: Marker) -> None:
         for marker in markers:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.marker(marker))
+            safe_fs.unlink(self.marker(marker))
 
     def read_exit(self) -> ExitMark | None:
         line = self.read(Marker.EXIT)
@@ -275,10 +275,11 @@ def load(folder: str) -> InvocationRecord | None:
     """The record in ``folder``, or None when missing, unreadable or not of this shape."""
     import json
 
-    try:
-        with open(os.path.join(folder, RECORD), encoding="utf-8") as fh:
+    try:  # never through a link planted there (see safe_fs.open_read)
+        with safe_fs.open_read(os.path.join(folder, RECORD)) as fh:
             return structure(json.load(fh))
-    except (OSError, ValueError, TypeError, KeyError, cattrs.BaseValidationError):
+    except (OSError, LauncherError, ValueError, TypeError, KeyError,
+            cattrs.BaseValidationError):
         return None
 
 
@@ -298,7 +299,7 @@ def running_lock(folder: str, invocation_id: str, wait: float = 0) -> Iterator[N
     from launcher.errors import EnvironmentProblem
 
     path = os.path.join(folder, LOCK)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = safe_fs.open_file(path, os.O_RDONLY | os.O_CREAT)
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -9,6 +9,9 @@ from typing import Any
 import attrs
 import yaml
 
+from launcher import safe_fs
+from launcher.errors import LauncherError
+
 
 @attrs.frozen
 class Score:
@@ -22,10 +25,10 @@ class Score:
 
 def read_scores(artifacts_dir: str) -> list[Score]:
     path = os.path.join(artifacts_dir, "results.yml")
-    try:
-        with open(path, encoding="utf-8") as fh:
+    try:  # never through a link planted there (see safe_fs.open_read)
+        with safe_fs.open_read(path) as fh:
             data: Any = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, LauncherError, ValueError, yaml.YAMLError):
         return []
     scores = []
     tasks = ((data.get("results") or {}).get("tasks") or {}) if isinstance(data, dict) else {}

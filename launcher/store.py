@@ -1,24 +1,17 @@
 """Files the launcher writes into the output folder: directories owned by the output folder's
-owner, atomic writes, and the invocation record (``invocation.json``). No Docker here."""
+owner, atomic writes, and the invocation record (``invocation.json``), all through
+:mod:`launcher.safe_fs` (no link followed). No Docker here."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
-import attrs
+from launcher import safe_fs
+from launcher.safe_fs import Owner
 
-
-@attrs.frozen
-class Owner:
-    uid: int
-    gid: int
-
-    @property
-    def user(self) -> str:
-        return f"{self.uid}:{self.gid}"
+__all__ = ["Owner", "make_dirs", "owner_of", "redact", "write_atomic", "write_json"]
 
 
 def owner_of(path: str) -> Owner:
@@ -33,42 +26,15 @@ def owner_of(path: str) -> Owner:
     return Owner(st.st_uid, st.st_gid)
 
 
-def chown(path: str, owner: Owner) -> None:
-    """Give ``path`` to ``owner`` when we are root (a no-op otherwise, and for root:root)."""
-    if os.geteuid() == 0 and (owner.uid, owner.gid) != (0, 0):
-        os.chown(path, owner.uid, owner.gid)
-
-
 def make_dirs(path: str, owner: Owner) -> None:
-    """``mkdir -p`` where every folder created is owned by ``owner`` (when we are root)."""
-    missing = []
-    probe = os.path.abspath(path)
-    while not os.path.isdir(probe):
-        missing.append(probe)
-        probe = os.path.dirname(probe)
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            continue
-        chown(folder, owner)
+    """``mkdir -p`` where every folder created is owned by ``owner`` (when we are root); a
+    link on the way is refused (see :mod:`launcher.safe_fs`)."""
+    safe_fs.make_dirs(path, owner)
 
 
 def write_atomic(path: str, text: str, owner: Owner, mode: int = 0o644) -> None:
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        chown(tmp, owner)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``path`` replaced whole, given to ``owner``; never through a link (see safe_fs)."""
+    safe_fs.write_atomic(path, text, mode, owner)
 
 
 def redact(raw: Any) -> Any:

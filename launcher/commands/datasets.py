@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from launcher import dataset_cache
+from launcher import dataset_cache, safe_fs
 from launcher.errors import ConfigError
 from launcher.harness import datasets
 
@@ -27,7 +27,7 @@ def fetch(name: str, output_dir: str) -> int:
         return 0
     cached = dataset_cache.gsm8k_path(dataset_cache.cache_root(output_dir))
     if not dataset_cache.verified(cached):
-        cached.parent.mkdir(parents=True, exist_ok=True)
+        safe_fs.make_dirs(str(cached.parent))
         datasets.fetch_gsm8k(cached)
     print(cached, flush=True)
     return 0

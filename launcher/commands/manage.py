@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from launcher import labels, record, report, runs
+from launcher import labels, record, report, runs, safe_fs
 from launcher.backends.base import Backend
 from launcher.errors import EnvironmentProblem
 from launcher.plan import Job
@@ -129,8 +129,8 @@ def logs(output_dir: str, ident: str, follow: bool) -> int:
         path = job_folder(job).stdout_log
         prefix = f"[{job.task}.{job.index}] " if len(jobs) > 1 else ""
         offset = 0
-        if os.path.exists(path):
-            with open(path, "rb") as fh:
+        if os.path.lexists(path):  # a link or FIFO there: one line, never followed
+            with safe_fs.open_read(path) as fh:
                 data = fh.read()
             offset = len(data)
             for line in data.decode("utf-8", "replace").splitlines():
@@ -146,7 +146,7 @@ def _follow_file(path: str, offset: int, job: Job) -> None:
     while True:
         done = folder.has(Marker.EXIT)
         try:
-            with open(path, "rb") as fh:
+            with safe_fs.open_read(path) as fh:
                 fh.seek(offset)
                 chunk = fh.read()
         except FileNotFoundError:
@@ -238,16 +238,20 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
     The container removes itself when done, so its output goes to ``supervisor.log`` in the
     invocation folder."""
     import contextlib
+    import io
 
     from launcher import store
     from launcher.commands.run import finish
     from launcher.errors import LauncherError
 
     log_path = os.path.join(inv_dir, SUPERVISOR_LOG)
-    with open(log_path, "a", encoding="utf-8", buffering=1) as log, \
+    try:  # a link planted at supervisor.log is refused, not followed
+        binary = safe_fs.open_append(log_path, store.owner_of(inv_dir))
+    except LauncherError as e:
+        print(f"error: {e.message}", file=sys.stderr, flush=True)
+        return e.exit_code
+    with io.TextIOWrapper(binary, encoding="utf-8", line_buffering=True) as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        with contextlib.suppress(OSError):
-            store.chown(log_path, store.owner_of(inv_dir))
         try:
             run = runs.load(inv_dir)
             if run is None:

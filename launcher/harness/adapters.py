@@ -45,6 +45,7 @@ Request and response logs never contain headers, so never the API key.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -54,6 +55,7 @@ from typing import IO, Any
 
 import attrs
 
+from launcher import safe_fs
 from launcher.errors import ConfigError
 from launcher.harness.client import Attempt
 
@@ -299,9 +301,9 @@ class JsonlLog:
     def write(self, record: Mapping[str, Any]) -> None:
         if self.limit is not None and self.written >= self.limit:
             return
-        if self._fh is None:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        if self._fh is None:  # never through a link planted there (see launcher.safe_fs)
+            safe_fs.make_dirs(os.path.dirname(self.path))
+            self._fh = io.TextIOWrapper(safe_fs.open_append(self.path), encoding="utf-8")
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.written += 1
 

@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from launcher import safe_fs
+
 CACHE_DIR = "cache"
 CACHE_FILE = "responses.sqlite"
 BATCH_ROWS = 64
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS responses (
 ) WITHOUT ROWID
 """
 
+SIDE_FILES = ("", "-wal", "-shm", "-journal")  # the database and what SQLite keeps beside it
 _STOP = object()
 
 
@@ -93,9 +96,11 @@ def is_corrupt(path: str, error: sqlite3.DatabaseError) -> bool:
 def open_cache(path: str, warn: Callable[[str], None] = print) -> sqlite3.Connection:
     """Open (creating) the cache. A file proven corrupt (see :func:`is_corrupt`) is moved aside;
     any other error (a full disk, an I/O error) is raised and leaves the file as it is."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    safe_fs.make_dirs(os.path.dirname(path))
     for tries in range(2):
         conn: sqlite3.Connection | None = None
+        for suffix in SIDE_FILES:  # SQLite opens by name: no link may stand there
+            safe_fs.check_file(path + suffix)
         try:
             conn = _connect(path)
             conn.execute(SCHEMA)
@@ -109,8 +114,8 @@ def open_cache(path: str, warn: Callable[[str], None] = print) -> sqlite3.Connec
             aside = f"{path}.corrupt-{int(time.time())}"
             warn(f"warning: response cache {path} is unusable ({e}); moved to {aside}")
             for suffix in ("", "-wal", "-shm"):
-                if os.path.exists(path + suffix):
-                    os.replace(path + suffix, aside + suffix)
+                if safe_fs.check_file(path + suffix):
+                    safe_fs.replace(path + suffix, aside + suffix)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

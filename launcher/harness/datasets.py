@@ -38,6 +38,8 @@ from typing import Any
 
 import attrs
 
+from launcher import safe_fs
+from launcher.errors import UnsafePath
 from launcher.harness.errors import DatasetError
 
 GSM8K_URL = (
@@ -112,10 +114,11 @@ def resolve_gsm8k(dataset_dir: str | None = None) -> Path:
     return fetch_gsm8k(cached)
 
 
-def fetch_gsm8k(dest: Path) -> Path:
+def fetch_gsm8k(dest: Path, owner: safe_fs.Owner | None = None) -> Path:
     """Download GSM8K's test split to ``dest`` (env ``EVAL_LAUNCHER_GSM8K_URL`` overrides the
-    URL), verified against the pinned sha256 before it replaces ``dest``."""
-    return _download(os.environ.get("EVAL_LAUNCHER_GSM8K_URL") or GSM8K_URL, dest)
+    URL), verified against the pinned sha256 before it replaces ``dest`` (given to ``owner``
+    when we are root)."""
+    return _download(os.environ.get("EVAL_LAUNCHER_GSM8K_URL") or GSM8K_URL, dest, owner)
 
 
 def cache_dir() -> Path:
@@ -127,8 +130,8 @@ def cache_dir() -> Path:
     candidates.append(Path(tempfile.gettempdir()) / "eval-launcher-cache")
     for path in candidates:
         try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError:
+            safe_fs.make_dirs(str(path))
+        except (OSError, UnsafePath):  # e.g. a link another user made on the way: the next
             continue
         if os.access(path, os.W_OK | os.X_OK):
             return path
@@ -143,33 +146,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(url: str, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+def _download(url: str, dest: Path, owner: safe_fs.Owner | None = None) -> Path:
+    """Into the cache without following links (see launcher.safe_fs): a temp file in the same
+    folder, moved over ``dest`` only once its sha256 is right."""
+    safe_fs.make_dirs(str(dest.parent))
+    with safe_fs.atomic_writer(str(dest), 0o644, owner) as out:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
-                    for block in iter(lambda: resp.read(1 << 16), b""):
-                        digest.update(block)
-                        out.write(block)
-            except (urllib.error.URLError, OSError, ValueError) as e:
-                reason = getattr(e, "reason", None) or e
-                raise DatasetError(
-                    f"cannot download GSM8K from {url}: {reason}; mount a folder holding"
-                    f" {GSM8K_FILE} and set {DATASET_ENV} (or GSM8K_DATA_DIR)"
-                ) from e
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp:
+                for block in iter(lambda: resp.read(1 << 16), b""):
+                    digest.update(block)
+                    out.write(block)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise DatasetError(
+                f"cannot download GSM8K from {url}: {reason}; mount a folder holding"
+                f" {GSM8K_FILE} and set {DATASET_ENV} (or GSM8K_DATA_DIR)"
+            ) from e
         got = digest.hexdigest()
         if got != GSM8K_SHA256:
             raise DatasetError(
                 f"GSM8K download from {url} is corrupt: sha256 {got}, expected {GSM8K_SHA256}"
             )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -9,9 +9,13 @@ rate."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+
+from launcher import safe_fs
+from launcher.errors import UnsafePath
 
 PROGRESS_FILE = "progress.json"
 
@@ -30,18 +34,14 @@ class ProgressFile:
         data = {"done": done, "total": self.total, "errors": errors, "cached": cached,
                 "rate": round(rate, 2), "eta_s": None if eta is None else round(eta, 1),
                 "elapsed_s": round(elapsed, 1)}
-        tmp = f"{self.path}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # progress is best-effort; results are not
+        # Best-effort (results are not), and never through a link planted in /results.
+        with contextlib.suppress(OSError, UnsafePath):
+            safe_fs.write_atomic(self.path, json.dumps(data), sync=False)
 
 
 def read(folder: str) -> dict | None:
-    try:
-        with open(os.path.join(folder, PROGRESS_FILE), encoding="utf-8") as fh:
+    try:  # never through a link planted there (see safe_fs.open_read)
+        with safe_fs.open_read(os.path.join(folder, PROGRESS_FILE)) as fh:
             return json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, UnsafePath, ValueError):
         return None

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from launcher import safe_fs
 from launcher.harness.client import completion_prompt
 from launcher.harness.scoring import Score, Summary
 from launcher.harness.tasks.base import Item, Scored
@@ -125,16 +125,7 @@ def write_samples(output_dir: str | os.PathLike[str], records: Iterable[dict[str
 
 
 def atomic_write(path: Path, text: str) -> Path:
-    """Write via a temp file in the same dir + os.replace, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write via a temp file in the same dir + rename, so readers never see half a file; never
+    through a link planted where the file goes (see :mod:`launcher.safe_fs`)."""
+    safe_fs.write_atomic(str(path), text, 0o644)
     return path

@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 
+from launcher import safe_fs
 from launcher.errors import EnvironmentProblem, LauncherError
 from launcher.harness.fetch import fetch_responses
 from launcher.harness.results import (
@@ -57,7 +58,7 @@ def _run(run_config_path: str) -> int:
     api_key = cfg.api_key()
     out = cfg.output_dir
     try:
-        os.makedirs(out, exist_ok=True)
+        safe_fs.make_dirs(out)  # a link planted on the way is refused (launcher.safe_fs)
     except OSError as e:
         raise EnvironmentProblem(f"cannot create output dir {out}: {e.strerror or e}") from e
     if not os.access(out, os.W_OK):

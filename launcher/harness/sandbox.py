@@ -179,17 +179,20 @@ def run_program(
     """
     import tempfile
 
+    from launcher import safe_fs
+
     start = time.monotonic()
     plan = _plan(python, drop_privileges)
     safe_label = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
     workdir = tempfile.mkdtemp(prefix=f"sandbox-{safe_label + '-' if safe_label else ''}")
     try:
         path = os.path.join(workdir, "program.py")
-        with open(path, "w", encoding="utf-8") as f:
+        owner = None if plan.uid is None else safe_fs.Owner(plan.uid, plan.uid)
+        fd = safe_fs.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, owner)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(program)
-        if plan.uid is not None:
-            os.chown(workdir, plan.uid, plan.uid)
-            os.chown(path, plan.uid, plan.uid)
+        if plan.uid is not None:  # our fresh mkdtemp folder, given away last
+            os.chown(workdir, plan.uid, plan.uid, follow_symlinks=False)
         spec = {
             "workdir": workdir,
             "program": path,

@@ -6,43 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import yaml
 
-from launcher import backends, labels, record, runs
+from launcher import labels, record, runs
 from launcher.commands import manage
 from launcher.commands import run as run_cmd
 from launcher.errors import ConfigError, EnvironmentProblem
-from launcher.harness import datasets
 from launcher.labels import LABEL_INVOCATION, LABEL_ROLE
 from launcher.prepare import ConfigOptions
 from launcher.record import JobState, Marker
 from launcher.status import JobStatus
-from launcher.testing.synthetic import write_gsm8k
-from tests.unit.fake_backend import FakeBackend, Script
-
-
-@pytest.fixture
-def fake(monkeypatch, tmp_path_factory) -> Iterator[FakeBackend]:
-    backend = FakeBackend()
-    monkeypatch.setattr(backends, "connect", lambda: backend)
-    monkeypatch.delenv(labels.LABELS_ENV, raising=False)
-    # gsm8k tasks without data get the dataset cache's copy: a synthetic one, pinned as GSM8K.
-    cache = tmp_path_factory.mktemp("cache")
-    write_gsm8k(cache / "gsm8k", 20)
-    monkeypatch.setenv("EVAL_LAUNCHER_CACHE", str(cache))
-    monkeypatch.setattr(datasets, "GSM8K_SHA256",
-                        datasets.sha256_file(cache / "gsm8k" / "test.jsonl"))
-    sigterm = signal.getsignal(signal.SIGTERM)  # the scheduler installs its own handler
-    yield backend
-    signal.signal(signal.SIGTERM, sigterm)
-    for handle in list(backend.workloads):  # nothing left hanging, whatever the outcome
-        backend.remove(handle)
+from tests.unit.fake_backend import Script
 
 
 def write_config(tmp_path, tasks=None, **execution) -> str:
