@@ -278,8 +278,9 @@ def load(folder: str) -> InvocationRecord | None:
     try:
         with open(os.path.join(folder, RECORD), encoding="utf-8") as fh:
             return structure(json.load(fh))
-    except (OSError, ValueError, TypeError, KeyError, cattrs.BaseValidationError):
-        return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
+            RecursionError, cattrs.BaseValidationError):
+        return None  # e.g. a list, or a record of another shape, written by someone else
 
 
 LOCK = ".invocation.lock"
