@@ -37,7 +37,8 @@ def read_scores(artifacts_dir: str) -> list[Score]:
                 stats = _mapping(_mapping(sbody).get("stats"))
                 value = _mapping(sbody).get("value")
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    stderr, count = stats.get("stderr"), stats.get("count")
+                    stderr: Any = stats.get("stderr")
+                    count: Any = stats.get("count")
                     scores.append(Score(
                         str(task), str(metric), str(name), float(value),
                         float(stderr) if _number(stderr) else None,
