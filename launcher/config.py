@@ -23,7 +23,7 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from launcher import apikey, keypaths, missing, taskparams
+from launcher import apikey, keypaths, missing, taskparams, yamlfile
 from launcher.errors import ConfigError
 
 
@@ -221,8 +221,7 @@ def _first_error(exc: Exception) -> tuple[str, str]:
 
 def _read_yaml(path: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = yamlfile.read(path)
     except FileNotFoundError:
         raise ConfigError("file not found; check the path given to --config", source=path) from None
     except IsADirectoryError:

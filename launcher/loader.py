@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
+from launcher import yamlfile
 from launcher.errors import ConfigError
 
 # Groups offered by the launcher itself (folders of launcher/data/configs).
@@ -58,6 +59,7 @@ def compose(path: str | None, group_overrides: list[str], *, has_defaults: bool,
                               f"suffix): rename it to {stem}.yaml", source=source)
         folder = os.path.dirname(os.path.abspath(path))
         name = os.path.basename(path).removesuffix(".yaml")
+        _check_local_files(path, folder)
     overrides = list(group_overrides)
     if not has_defaults:  # Hydra would put appended groups after _self_: we re-merge below
         named = {o.lstrip("+").partition("=")[0]: o for o in overrides}
@@ -159,12 +161,39 @@ def _defaults_of(path: str) -> list[Any]:
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except (OSError, ValueError):
+        data = yamlfile.read(path)
+    except (OSError, ValueError, yaml.YAMLError, ConfigError):
         return []
     entries = data.get("defaults") if isinstance(data, dict) else None
     return entries if isinstance(entries, list) else []
+
+
+def _check_local_files(path: str, folder: str) -> None:
+    """Every file of the config's folder its defaults list pulls in (recursively) passes
+    :func:`launcher.yamlfile.check` before Hydra reads it (the config itself was checked)."""
+    import yaml
+
+    seen = {os.path.abspath(path)}
+    todo = [path]
+    while todo:
+        for entry in _defaults_of(todo.pop()):
+            if isinstance(entry, str) and entry != "_self_":
+                names = [entry]
+            elif isinstance(entry, dict):
+                names = [f"{str(k).split()[-1].split('@')[0]}/{v}" for k, v in entry.items()
+                         if isinstance(v, str)]
+            else:
+                continue
+            for name in names:
+                candidate = os.path.abspath(os.path.join(folder, f"{name}.yaml"))
+                if candidate in seen or not os.path.isfile(candidate):
+                    continue
+                seen.add(candidate)
+                try:
+                    yamlfile.read(candidate)
+                except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+                    continue  # Hydra reports these in its own words
+                todo.append(candidate)
 
 
 def _entry_index(entries: list[Any], match: Any) -> int:

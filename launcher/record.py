@@ -278,9 +278,9 @@ def load(folder: str) -> InvocationRecord | None:
     try:  # never through a link planted there (see safe_fs.open_read)
         with safe_fs.open_read(os.path.join(folder, RECORD)) as fh:
             return structure(json.load(fh))
-    except (OSError, LauncherError, ValueError, TypeError, KeyError,
-            cattrs.BaseValidationError):
-        return None
+    except (OSError, LauncherError, ValueError, TypeError, KeyError, AttributeError,
+            IndexError, RecursionError, cattrs.BaseValidationError):
+        return None  # e.g. a list, or a record of another shape, written by someone else
 
 
 LOCK = ".invocation.lock"

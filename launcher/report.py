@@ -24,23 +24,39 @@ class Score:
 
 
 def read_scores(artifacts_dir: str) -> list[Score]:
+    """The scores of ``results.yml`` in ``artifacts_dir``; [] when it is missing, unreadable or
+    not of the harness's shape (the folder is writable by others: nothing here may raise)."""
+    from launcher import yamlfile
+
     path = os.path.join(artifacts_dir, "results.yml")
-    try:  # never through a link planted there (see safe_fs.open_read)
+    try:  # never through a link planted there (see safe_fs.open_read), bounded YAML
         with safe_fs.open_read(path) as fh:
-            data: Any = yaml.safe_load(fh) or {}
-    except (OSError, LauncherError, ValueError, yaml.YAMLError):
+            text = fh.read(yamlfile.MAX_BYTES + 1).decode("utf-8")
+        data: Any = yamlfile.load(text, path)
+    except (OSError, LauncherError, ValueError, yaml.YAMLError, RecursionError):
         return []
     scores = []
-    tasks = ((data.get("results") or {}).get("tasks") or {}) if isinstance(data, dict) else {}
-    for task, body in tasks.items():
-        for metric, mbody in ((body or {}).get("metrics") or {}).items():
-            for name, sbody in ((mbody or {}).get("scores") or {}).items():
-                stats = (sbody or {}).get("stats") or {}
-                value = (sbody or {}).get("value")
-                if isinstance(value, int | float):
-                    scores.append(Score(task, metric, name, float(value), stats.get("stderr"),
-                                        stats.get("count")))
+    for task, body in _mapping(_mapping(_mapping(data).get("results")).get("tasks")).items():
+        for metric, mbody in _mapping(_mapping(body).get("metrics")).items():
+            for name, sbody in _mapping(_mapping(mbody).get("scores")).items():
+                stats = _mapping(_mapping(sbody).get("stats"))
+                value = _mapping(sbody).get("value")
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    stderr: Any = stats.get("stderr")
+                    count: Any = stats.get("count")
+                    scores.append(Score(
+                        str(task), str(metric), str(name), float(value),
+                        float(stderr) if _number(stderr) else None,
+                        int(count) if isinstance(count, int) and _number(count) else None))
     return scores
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def format_table(rows: Sequence[Sequence[object]], header: tuple[str, ...]) -> str:

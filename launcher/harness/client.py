@@ -3,11 +3,8 @@
 aiohttp does the protocol (keep-alive pool, chunked bodies, TLS, proxies and ``CONNECT``
 tunnels). What is ours:
 
-* :class:`AdaptiveLimiter` -- bounds the requests in flight. The bound starts at
-  ``params.parallelism``; repeated HTTP 429s halve it (at most once per "epoch": answers to
-  requests sent before the last decrease do not count again), and every ``limit`` successes
-  add one back (AIMD, like TCP congestion control), so a rate-limited endpoint is not hammered
-  and full speed comes back once it stops refusing.
+* the requests in flight are bounded by :class:`launcher.harness.limiter.AdaptiveLimiter`
+  (AIMD on HTTP 429s); answers are read by :mod:`launcher.harness.replies`.
 * :class:`ChatClient` -- sends request bodies with retries and parses the answers. Retried
   (with exponential backoff and jitter, or the server's ``Retry-After`` plus up to 10%): HTTP
   408, 429 and 5xx, timeouts, refused/reset/dropped connections, and 200 answers whose body is
@@ -33,15 +30,11 @@ aiohttp is imported when the first request is sent, so importing this module (wh
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextvars
-import email.utils
-import http
 import ipaddress
 import json
 import random
 import ssl
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +44,10 @@ from urllib.parse import urlsplit
 import attrs
 
 from launcher import __version__
+from launcher.harness import replies
 from launcher.harness.errors import EndpointError
+from launcher.harness.limiter import AdaptiveLimiter
+from launcher.harness.replies import Completion, parse_completion
 
 if TYPE_CHECKING:
     import aiohttp
@@ -59,7 +55,6 @@ if TYPE_CHECKING:
 Message = dict[str, Any]
 MAX_RETRY_AFTER = 120.0
 MAX_BODY_BYTES = 256 * 1024 * 1024
-ERROR_MESSAGE_CHARS = 300  # of the server's message in an error line
 USER_AGENT = f"eval-launcher-harness/{__version__}"
 
 # Set by ChatClient._exchange for each request it sends; the connector appends to it when the
@@ -100,100 +95,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-# -- adaptive concurrency -------------------------------------------------------------------
-
-
-class AdaptiveLimiter:
-    """A semaphore whose size adapts to HTTP 429s (AIMD). Use from one event loop only.
-
-    ``acquire()`` returns the current epoch; pass it to ``rate_limited(epoch)`` when that
-    request got a 429. ``trigger`` 429s within one epoch multiply the limit by ``factor`` (down
-    to ``minimum``) and start a new epoch; ``limit`` successes in a row add one (up to
-    ``maximum``).
-    """
-
-    def __init__(
-        self, maximum: int, *, minimum: int = 1, factor: float = 0.5, trigger: int = 2
-    ) -> None:
-        self.maximum = max(1, maximum)
-        self.minimum = max(1, min(minimum, self.maximum))
-        self.factor = factor
-        self.trigger = max(1, trigger)
-        self.limit = float(self.maximum)
-        self.in_flight = 0
-        self.epoch = 0
-        self.decreases = 0
-        self.lowest = self.maximum
-        self._hits = 0
-        self._successes = 0
-        self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
-
-    @property
-    def current(self) -> int:
-        return int(self.limit)
-
-    async def acquire(self) -> int:
-        if self.in_flight < int(self.limit) and not self._waiters:
-            self.in_flight += 1
-            return self.epoch
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed over as we were cancelled
-            raise
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.in_flight < int(self.limit):
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self.in_flight += 1
-                fut.set_result(self.epoch)
-
-    def succeeded(self) -> None:
-        if self.limit >= self.maximum:
-            return
-        self._successes += 1
-        if self._successes >= int(self.limit):
-            self._successes = 0
-            self.limit = min(float(self.maximum), self.limit + 1)
-            self._wake()
-
-    def rate_limited(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            return  # sent before the last decrease: already accounted for
-        self._hits += 1
-        if self._hits < self.trigger:
-            return
-        self._hits = 0
-        self._successes = 0
-        self.epoch += 1
-        new = max(float(self.minimum), self.limit * self.factor)
-        if int(new) < int(self.limit):
-            self.decreases += 1
-        self.limit = new
-        self.lowest = min(self.lowest, int(new))
-
-
 # -- the OpenAI-compatible client -------------------------------------------------------------
-
-
-@attrs.frozen
-class Completion:
-    """One successful answer."""
-
-    text: str  # the model's text as sent (reasoning included)
-    body: bytes  # the raw response body (what the cache stores)
-    usage: dict[str, int]
-    finish_reason: str | None = None
-    latency: float | None = None  # of the successful attempt; None when replayed
-    attempts: int = 1
 
 
 @attrs.frozen
@@ -225,39 +127,6 @@ class _Failed(Exception):
         self.retry = retry
         self.retry_after = retry_after
         self.snippet = snippet
-
-
-def parse_completion(
-    data: bytes, endpoint_type: str, latency: float | None = None, attempts: int = 1
-) -> Completion:
-    """Parse an OpenAI-compatible response body; ValueError when it is not one."""
-    try:
-        doc = json.loads(data)
-        choice = doc["choices"][0]
-        if endpoint_type == "completions":
-            text = choice.get("text")
-        else:
-            text = (choice.get("message") or {}).get("content")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-        raise ValueError(f"not an OpenAI-compatible response: {_snippet(data)}") from e
-    if isinstance(text, list):  # content parts
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-    usage = doc.get("usage") if isinstance(doc, dict) else None
-    counts = {}
-    if isinstance(usage, dict):
-        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            value = usage.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                counts[name] = value
-    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
-    return Completion(
-        text=text if isinstance(text, str) else "",
-        body=data,
-        usage=counts,
-        finish_reason=sys.intern(finish) if isinstance(finish, str) else None,
-        latency=latency,
-        attempts=attempts,
-    )
 
 
 def completion_prompt(messages: Sequence[Message]) -> str:
@@ -435,10 +304,11 @@ class ChatClient:
         except TimeoutError:
             raise _Failed(TIMEOUT, f"timed out after {self.timeout:g}s") from None
         except aiohttp.ClientConnectorCertificateError as e:  # retrying cannot help
-            raise _Failed(TLS, self._scrub(f"TLS certificate not trusted: {_describe(e)}"),
+            raise _Failed(TLS, self._scrub(f"TLS certificate not trusted: {replies.describe(e)}"),
                           retry=False) from None
         except (aiohttp.ClientError, OSError) as e:
-            raise _Failed(CONNECTION, self._scrub(f"connection error: {_describe(e)}")) from None
+            message = f"connection error: {replies.describe(e)}"
+            raise _Failed(CONNECTION, self._scrub(message)) from None
 
     def _judge(
         self, status: int, headers: Mapping[str, str], data: bytes, epoch: int, started: float,
@@ -451,12 +321,12 @@ class ChatClient:
                 )
             except ValueError as e:
                 raise _Failed(BAD_RESPONSE, self._scrub(str(e)), 200,
-                              snippet=self._scrub(_snippet(data))) from None
+                              snippet=self._scrub(replies.snippet(data))) from None
             self.limiter.succeeded()
             return completion
-        snippet = self._scrub(_snippet(data))
-        message = self._scrub(http_error(status, data))
-        retry_after = _retry_after(headers.get("Retry-After"))
+        snippet = self._scrub(replies.snippet(data))
+        message = self._scrub(replies.http_error(status, data))
+        retry_after = replies.retry_after(headers.get("Retry-After"))
         if status == 429:
             self.limiter.rate_limited(epoch)
             raise _Failed(HTTP_429, message, status, retry_after=retry_after, snippet=snippet)
@@ -480,58 +350,3 @@ class ChatClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-
-def http_error(status: int, data: bytes) -> str:
-    """One line for an HTTP error answer: ``HTTP 422 Unprocessable Content: <message>``, the
-    message being the OpenAI-style ``error.message`` (or ``error``, ``message``, ``detail``) of a
-    JSON body, else the body's text, truncated to ERROR_MESSAGE_CHARS."""
-    try:
-        line = f"HTTP {status} {http.HTTPStatus(status).phrase}"
-    except ValueError:
-        line = f"HTTP {status}"
-    message = _server_message(data)
-    return f"{line}: {message}" if message else line
-
-
-def _server_message(data: bytes) -> str:
-    text = data[: ERROR_MESSAGE_CHARS * 8].decode("utf-8", "replace")
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict):
-        error = doc.get("error")
-        for value in (error.get("message") if isinstance(error, dict) else error,
-                      doc.get("message"), doc.get("detail")):
-            if isinstance(value, str) and value.strip():
-                text = value
-                break
-    return _one_line(text, ERROR_MESSAGE_CHARS)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _describe(e: BaseException) -> str:
-    return _one_line(str(e), 500) or type(e).__name__
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _snippet(data: bytes, limit: int = 200) -> str:
-    return _one_line(data[: limit * 4].decode("utf-8", "replace"), limit)

@@ -46,15 +46,9 @@ from launcher.harness.adapters import (
     split_reasoning,
 )
 from launcher.harness.cache import ResponseCache, cache_path, request_key
-from launcher.harness.client import (
-    Attempt,
-    ChatClient,
-    Completion,
-    build_body,
-    encode_body,
-    parse_completion,
-)
+from launcher.harness.client import Attempt, ChatClient, build_body, encode_body
 from launcher.harness.progress import ProgressFile
+from launcher.harness.replies import Completion, parse_completion
 from launcher.harness.runconfig import RunConfig
 
 Message = dict[str, Any]

@@ -96,3 +96,52 @@ def test_bad_input(tmp_path, case, text, changes, args, needle):
         assert str(path) in lines[0]
     assert "Traceback" not in proc.stderr
     assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+# -- hostile YAML: refused in one line before anything expands (launcher/yamlfile.py) ---------
+
+BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+    for prev, name in zip(["", "a", "b", "c", "d", "e", "f", "g"], "abcdefgh", strict=True)
+)  # 9^8 = 43 million values once expanded
+DEEP = "x: " + "[" * 200 + "]" * 200 + "\n"
+CYCLE = "a: &a [1, *a]\n"
+
+
+@pytest.mark.parametrize(("case", "content", "needle"), [
+    ("alias bomb", BOMB.encode(), "the YAML expands to more than 200000 values"),
+    ("deep nesting", DEEP.encode(), "the YAML nests deeper than 64 levels"),
+    ("alias cycle", CYCLE.encode(), "an alias refers to the value that contains it"),
+    ("NUL bytes", b"execution: {}\n\x00\x01\x02", "not a YAML text file (it holds NUL bytes)"),
+    ("not UTF-8", bytes(range(128, 256)) * 4, "it is not UTF-8 text"),
+    ("too big", b"# " + b"x" * (5 * 1024 * 1024) + b"\n", "a config is far smaller"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None)
+def test_hostile_yaml(tmp_path, case, content, needle):
+    path = tmp_path / "eval.yaml"
+    path.write_bytes(content)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nowhere.sock"}
+    before = sorted(tmp_path.iterdir())
+    for command in (["config", "validate", str(path)], ["run", "--config", str(path)]):
+        proc = subprocess.run([sys.executable, "-m", "launcher", *command], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), proc.stderr[-2000:]
+        assert needle in lines[0], lines[0]
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_alias_bomb_in_a_sibling_file_of_the_defaults_list(tmp_path):
+    (tmp_path / "_endpoints.yaml").write_text(BOMB)
+    path = write(tmp_path, None)
+    data = yaml.safe_load(path.read_text())
+    data["defaults"] = ["_endpoints", "_self_"]
+    path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nowhere.sock", "BAD_INPUT_KEY": "x"}
+    proc = subprocess.run([sys.executable, "-m", "launcher", "config", "validate", str(path)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == (
+        f"error: {tmp_path / '_endpoints.yaml'}: the YAML expands to more than 200000 values "
+        "(aliases repeated inside aliases); a config is far smaller: write the values out or "
+        "remove the repeated aliases")

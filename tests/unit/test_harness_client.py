@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 import pytest
 
 from launcher.harness.client import (
-    AdaptiveLimiter,
     Attempt,
     ChatClient,
     build_body,
     encode_body,
 )
 from launcher.harness.errors import EndpointError
+from launcher.harness.limiter import AdaptiveLimiter
 from tests.unit.harness_stub import StubServer
 
 T = TypeVar("T")
