@@ -40,29 +40,20 @@ Interceptor names understood: ``caching`` (config ``cache_dir``, ``reuse_cached_
 ``progress_tracking`` are always on. With an interceptor list, an interceptor not listed is off
 (caching and stats included), as in the reference.
 
-Request and response logs never contain headers, so never the API key.
+The logs are written by :mod:`launcher.harness.requestlog`, the stats by
+:mod:`launcher.harness.stats`. Request and response logs never contain headers, so never the
+API key.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import time
-from array import array
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 import attrs
 
-from launcher import safe_fs
 from launcher.errors import ConfigError
-from launcher.harness.client import Attempt
 
-LOGS_DIR = "logs"
-REQUESTS_LOG = "requests.jsonl"
-RESPONSES_LOG = "responses.jsonl"
-FAILED_LOG = "failed_requests.jsonl"
 KEY = "target.api_endpoint.adapter_config"
 
 # Keys of the reference's flat config that this harness has no use for (accepted silently).
@@ -286,171 +277,3 @@ def split_reasoning(
     if start_token and start_token in text:
         return (text if include_if_not_finished else ""), "unfinished"
     return text, None
-
-
-class JsonlLog:
-    """Append JSON lines to a file, at most ``limit`` (None = no limit). Buffered; a torn
-    last line after a kill is possible (readers skip it)."""
-
-    def __init__(self, path: str, limit: int | None) -> None:
-        self.path = path
-        self.limit = limit
-        self.written = 0
-        self._fh: IO[str] | None = None
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        if self.limit is not None and self.written >= self.limit:
-            return
-        if self._fh is None:  # never through a link planted there (see launcher.safe_fs)
-            safe_fs.make_dirs(os.path.dirname(self.path))
-            self._fh = io.TextIOWrapper(safe_fs.open_append(self.path), encoding="utf-8")
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.written += 1
-
-    def flush(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
-def _json_or_text(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode("utf-8", "replace")
-
-
-class RequestLogs:
-    """The request/response/failed-request logs the adapter config asks for."""
-
-    def __init__(self, output_dir: str, config: AdapterConfig, url: str) -> None:
-        folder = os.path.join(output_dir, LOGS_DIR)
-        self.url = url
-        self.requests = (
-            JsonlLog(os.path.join(folder, REQUESTS_LOG), config.max_logged_requests)
-            if config.use_request_logging else None
-        )
-        self.responses = (
-            JsonlLog(os.path.join(folder, RESPONSES_LOG), config.max_logged_responses)
-            if config.use_response_logging else None
-        )
-        self.failed = (
-            JsonlLog(os.path.join(folder, FAILED_LOG), None) if config.log_failed_requests
-            else None
-        )
-
-    def request(self, key: str, sample: int, body: bytes) -> None:
-        if self.requests is not None:
-            self.requests.write({"time": time.time(), "key": key, "sample": sample,
-                                 "url": self.url, "body": _json_or_text(body)})
-
-    def response(self, key: str, sample: int, body: bytes, latency: float | None,
-                 cached: bool) -> None:
-        if self.responses is not None:
-            self.responses.write({"time": time.time(), "key": key, "sample": sample,
-                                  "cached": cached,
-                                  "latency_s": None if latency is None else round(latency, 4),
-                                  "body": _json_or_text(body)})
-
-    def failure(self, key: str, sample: int, body: bytes, attempt: Attempt) -> None:
-        if self.failed is not None:
-            self.failed.write({"time": time.time(), "key": key, "sample": sample,
-                               "url": self.url, "attempt": attempt.attempt, "kind": attempt.kind,
-                               "status": attempt.status, "error": attempt.message,
-                               "latency_s": round(attempt.latency, 4),
-                               "request": _json_or_text(body),
-                               "response": attempt.response_snippet})
-
-    def flush(self) -> None:
-        for log in (self.requests, self.responses, self.failed):
-            if log is not None:
-                log.flush()
-
-    def close(self) -> None:
-        for log in (self.requests, self.responses, self.failed):
-            if log is not None:
-                log.close()
-
-
-class RequestStats:
-    """Counters and latencies for ``request_stats`` in results.yml."""
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.succeeded = 0
-        self.cached = 0
-        self.retries = 0
-        self.errors: dict[str, int] = {}
-        self.latencies = array("d")  # successful attempts, seconds
-        self.tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        self.cached_tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        self.finish_reasons: dict[str, int] = {}
-        self.reasoning = {"stripped": 0, "unfinished": 0}  # answers, by split_reasoning's case
-
-    def attempt(self, a: Attempt) -> None:
-        self.attempts += 1
-        if a.attempt > 0:
-            self.retries += 1
-        if a.ok:
-            self.latencies.append(a.latency)
-        else:
-            assert a.kind is not None
-            self.errors[a.kind] = self.errors.get(a.kind, 0) + 1
-
-    def answer(self, usage: Mapping[str, int], finish_reason: str | None, cached: bool) -> None:
-        if cached:
-            self.cached += 1
-        else:
-            self.succeeded += 1
-        counts = self.cached_tokens if cached else self.tokens
-        for name, value in usage.items():
-            if name in counts:
-                counts[name] += value
-        if finish_reason:
-            self.finish_reasons[finish_reason] = self.finish_reasons.get(finish_reason, 0) + 1
-
-    def document(self, wall_s: float, limiter: Any = None) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-        latency: dict[str, Any] = {}
-        if lat:
-            latency = {
-                "p50": round(_percentile(lat, 0.50), 4),
-                "p90": round(_percentile(lat, 0.90), 4),
-                "p99": round(_percentile(lat, 0.99), 4),
-                "mean": round(sum(lat) / len(lat), 4),
-                "max": round(lat[-1], 4),
-            }
-        doc: dict[str, Any] = {
-            "requests": self.attempts,
-            "succeeded": self.succeeded,
-            "cached": self.cached,
-            "retries": self.retries,
-            "errors": dict(sorted(self.errors.items())),
-            "latency_s": latency,
-            "tokens": dict(self.tokens),
-            "cached_tokens": dict(self.cached_tokens),
-            "finish_reasons": dict(sorted(self.finish_reasons.items())),
-            "wall_time_s": round(wall_s, 3),
-            "requests_per_s": round(self.succeeded / wall_s, 2) if wall_s > 0 else None,
-        }
-        if any(self.reasoning.values()):
-            doc["reasoning"] = dict(self.reasoning)
-        if limiter is not None:
-            doc["concurrency"] = {"max": limiter.maximum, "lowest": limiter.lowest,
-                                  "final": limiter.current, "decreases": limiter.decreases}
-        return doc
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    n = len(sorted_values)
-    if n == 1:
-        return sorted_values[0]
-    pos = q * (n - 1)
-    lo = int(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

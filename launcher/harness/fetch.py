@@ -39,8 +39,6 @@ from launcher import eventloop
 from launcher.errors import EnvironmentProblem, LauncherError
 from launcher.harness.adapters import (
     AdapterConfig,
-    RequestLogs,
-    RequestStats,
     apply_system_prompt,
     modify_payload,
     split_reasoning,
@@ -49,7 +47,9 @@ from launcher.harness.cache import ResponseCache, cache_path, request_key
 from launcher.harness.client import Attempt, ChatClient, build_body, encode_body
 from launcher.harness.progress import ProgressFile
 from launcher.harness.replies import Completion, parse_completion
+from launcher.harness.requestlog import RequestLogs
 from launcher.harness.runconfig import RunConfig
+from launcher.harness.stats import RequestStats
 
 Message = dict[str, Any]
 TICK_S = 0.25  # progress.json is rewritten every tick, the request logs flushed every 4th

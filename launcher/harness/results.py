@@ -11,7 +11,7 @@ results.yml::
             <metric>:                                  # the first metric is the headline
               scores:
                 <score>: {value, stats: {count, stderr}}
-          request_stats: {...}                         # when the run tracked them (adapters.py)
+          request_stats: {...}                         # when the run tracked them (stats.py)
       groups:                                          # only for tasks with parts (MMLU)
         <task>:
           metrics: {...as above...}

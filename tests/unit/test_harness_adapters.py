@@ -12,7 +12,6 @@ import yaml
 from launcher.errors import ConfigError
 from launcher.harness.adapters import (
     AdapterConfig,
-    RequestStats,
     apply_system_prompt,
     modify_payload,
     parse_adapter_config,
@@ -21,6 +20,7 @@ from launcher.harness.adapters import (
 from launcher.harness.client import Attempt
 from launcher.harness.fetch import fetch_responses, request_body
 from launcher.harness.runconfig import RunConfig, load_run_config, parse_run_config
+from launcher.harness.stats import RequestStats
 from tests.unit.harness_stub import StubServer
 
 

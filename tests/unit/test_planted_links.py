@@ -19,7 +19,7 @@ from launcher.commands import manage
 from launcher.commands import run as run_cmd
 from launcher.errors import UnsafePath
 from launcher.harness import cache, datasets, progress, results
-from launcher.harness.adapters import FAILED_LOG, LOGS_DIR, JsonlLog
+from launcher.harness.requestlog import FAILED_LOG, LOGS_DIR, JsonlLog
 from launcher.prepare import ConfigOptions, prepare
 from tests.unit.fake_backend import FakeBackend, Script
 from tests.unit.planted import OUTSIDE, plant, refusals, snapshot
