@@ -161,6 +161,7 @@ class _Fetcher:
         self.logs = RequestLogs(cfg.output_dir, cfg.adapter, cfg.endpoint.url)
         self.progress = ProgressFile(cfg.output_dir, self.total)
         self._terminated = False
+        self._progress_write: asyncio.Future[None] | None = None
 
     @property
     def done(self) -> int:
@@ -217,9 +218,7 @@ class _Fetcher:
             error = Terminated("terminated (SIGTERM); answers so far are in the response cache")
         finally:
             remove_handler()
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await self._stop_ticker(ticker)
             try:
                 await self._close_cache()
             finally:
@@ -335,13 +334,23 @@ class _Fetcher:
             self.on_progress(self.done, self.total)
 
     async def _tick(self) -> None:
+        """Every TICK_S: progress.json, written on a worker thread so that a slow disk (a
+        network mount) never holds up the requests; every 4th tick the request logs flush."""
         n = 0
         while True:
             await asyncio.sleep(TICK_S)
-            self._update_progress()
+            self._progress_write = asyncio.ensure_future(asyncio.to_thread(self._update_progress))
+            await asyncio.shield(self._progress_write)
             n += 1
             if n % 4 == 0:
                 self.logs.flush()
+
+    async def _stop_ticker(self, ticker: asyncio.Task[None]) -> None:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        if self._progress_write is not None:  # its write must not land after the last one
+            await asyncio.wait([self._progress_write])
 
     def _handle_sigterm(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
