@@ -22,6 +22,13 @@ from launcher.harness.scoring import Summary, mean_score
 Message = dict[str, Any]
 T = TypeVar("T")
 
+# Words a model puts between an answer marker and the answer (``the answer is actually 18``,
+# ``the answer is therefore C``), as a regular expression; "not" is deliberately absent.
+ANSWER_ADVERBS = (
+    r"(?:actually|really|therefore|thus|then|now|clearly|indeed|simply|just|definitely"
+    r"|probably|likely|still|finally|instead|most\s+likely)"
+)
+
 
 @attrs.frozen
 class Item:

@@ -9,7 +9,15 @@ from typing import Any
 
 from launcher.harness.datasets import load_gsm8k, resolve_gsm8k
 from launcher.harness.scoring import Summary
-from launcher.harness.tasks.base import Item, Message, Scored, matched, mean_summary, score_each
+from launcher.harness.tasks.base import (
+    ANSWER_ADVERBS,
+    Item,
+    Message,
+    Scored,
+    matched,
+    mean_summary,
+    score_each,
+)
 
 INSTRUCTION = (
     "Solve the following math problem step by step. End your reply with the final answer"
@@ -25,8 +33,12 @@ _MARKER = re.compile(
     rf"####|\\boxed\s*\{{|\banswer\b[*_ \t]*(?:{_VERB}\b[*_ \t]*)?[:=]|\banswer\s+{_VERB}\b",
     re.IGNORECASE,
 )
-# What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, LaTeX.
-_FILLER = re.compile(r"(?:\s|[*_:=$({\[]|\\(?:boxed|text|textbf|mathbf|mathrm)|\\[(\[])*")
+# What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, ``,``,
+# LaTeX and an adverb (``the answer is actually 18``).
+_FILLER = re.compile(
+    r"(?:\s|[*_:=$({\[,]|\\(?:boxed|text|textbf|mathbf|mathrm)|\\[(\[]"
+    rf"|(?i:\b{ANSWER_ADVERBS}\b))*"
+)
 # After a number: an operator and another operand on the same line (``20 - 2``, ``9 x 2``).
 _OPERATOR = re.compile(r"[ \t]*(?:\*\*|[-+*/^x\u00d7\u00f7\u2212])[ \t]*[$(]?\d")
 
