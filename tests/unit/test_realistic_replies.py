@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.harness.tasks import gsm8k
+from launcher.harness.tasks import gsm8k, mmlu
 
 # -- gsm8k: (reply, the number read) --------------------------------------------------------
 
@@ -54,3 +54,45 @@ GSM8K_REPLIES: list[tuple[str, str | None]] = [
 @pytest.mark.parametrize(("reply", "number"), GSM8K_REPLIES)
 def test_gsm8k_realistic_replies(reply: str, number: str | None) -> None:
     assert gsm8k.extract_answer(reply) == number
+
+
+# -- mmlu: (reply, the letter read) ---------------------------------------------------------
+
+MMLU_REPLIES: list[tuple[str, str | None]] = [
+    # self-corrections: the last explicit marker
+    ("Answer: B\n\nWait, let me reconsider: the mitochondria make ATP, so the answer is C.", "C"),
+    ("I think the answer is B, but looking again, the correct answer is D.", "D"),
+    ("Answer: B. Hmm, no. Answer: D", "D"),
+    ("The answer is A.\n\nActually, A ignores friction. The answer is actually C.", "C"),
+    # markers in any case, lowercase letters after them
+    ("answer: c", "C"),
+    ("My answer: b", "B"),
+    ("ANSWER: D", "D"),
+    ("Final answer: (a)", "A"),
+    # the letter's layouts
+    ("(C)", "C"),
+    ("**C**", "C"),
+    ("The answer is C.", "C"),
+    ("**Answer: (B)**", "B"),
+    ("The answer is: **B) 42**", "B"),
+    ("Final answer: $\\boxed{D}$", "D"),
+    ("The correct answer is **(D) 3.0 × 10^8 m/s**.", "D"),
+    ("(C) is correct, because the current halves when the resistance doubles.", "C"),
+    # the article "a" and option text in prose are not options
+    ("A good way to see this is energy conservation, so the answer is D.", "D"),
+    ("The answer is a bit subtle; I would choose option C.", "C"),
+    ("Let's check each option:\nA. wrong, it ignores friction\nB. wrong units\n"
+     "C. right\nD. wrong sign\n\nAnswer: C", "C"),
+    ("A and B are both partly right, but C is the best answer.", "C"),
+    ("Option B is the correct answer.", "B"),
+    ("The answer is, therefore, B.", "B"),
+    ("Answer: D\n\nThe answer is actually a bit subtle, but D holds.", "D"),
+    ("The answer is B.\n\nA is wrong because it ignores friction.", "B"),
+    # no pick
+    ("I am not sure; it could be B or C.", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("reply", "letter"), MMLU_REPLIES)
+def test_mmlu_realistic_replies(reply: str, letter: str | None) -> None:
+    assert mmlu.extract_choice(reply) == letter

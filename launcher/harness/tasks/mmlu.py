@@ -50,7 +50,15 @@ from launcher.harness.datasets import (
 )
 from launcher.harness.errors import DatasetError
 from launcher.harness.scoring import Score, Summary, macro_score, mean_score
-from launcher.harness.tasks.base import Item, Params, Scored, item_mean, matched, score_each
+from launcher.harness.tasks.base import (
+    ANSWER_ADVERBS,
+    Item,
+    Params,
+    Scored,
+    item_mean,
+    matched,
+    score_each,
+)
 
 DEFAULT_FEWSHOT = 5
 PREAMBLE = "The following are multiple choice questions (with answers) about {}.\n\n"
@@ -91,14 +99,15 @@ def _norm(text: str) -> str:
 
 def _marker(letters: str) -> re.Pattern[str]:
     """An explicit answer marker and its letter: ``Answer: B``, ``answer: c``, ``the correct
-    answer is (C)``, ``Final answer is option D``, ``\\boxed{B}``. Marker words in any case; a
+    answer is (C)``, ``the answer is actually C``, ``Final answer is option D``, ``\\boxed{B}``,
+    ``C is the best answer``. Marker words in any case; a
     lowercase letter only where it cannot be the article ``a`` or a word (``answer: c``,
     ``answer is (c).``, not ``the answer is a bit ...``)."""
     upper = letters.upper()
     lower = upper.lower()
     lead = (
-        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})\s*[:=]?|[:=])|{_BOX})\s*"
-        r"(?:(?i:option|choice|letter)\s*)?"
+        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})(?:,?\s+(?i:{ANSWER_ADVERBS})\b,?)?\s*[:=]?"
+        rf"|[:=])|{_BOX})\s*(?:(?i:option|choice|letter)\s*)?"
     )
     article = "".join(c for c in "ai" if c in lower)  # 'a' and 'i' are also words
     others = "".join(c for c in lower if c not in "ai")
@@ -113,7 +122,12 @@ def _marker(letters: str) -> re.Pattern[str]:
         alternatives.append(
             rf"\$?([{article}])\$?(?=[ \t]*(?:\n|$)|[.,;:!?)\]][ \t]*(?:\n|$))"
         )
-    return re.compile(lead + "(?:" + "|".join(alternatives) + ")")
+    # the letter before the marker: ``C is the best answer``, ``(B) is the correct option``
+    trailing = (
+        rf"(?<![\w'])[\(\[]?([{upper}])[\)\]]?\s+(?:{_VERBS})\s+(?:the\s+)?"
+        r"(?i:correct|best|right|most\s+likely)\s+(?i:answer|option|choice)\b"
+    )
+    return re.compile(lead + "(?:" + "|".join(alternatives) + ")|" + trailing)
 
 
 # Where a completion that answered on its first line runs on into a new question.
