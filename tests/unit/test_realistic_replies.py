@@ -9,9 +9,11 @@ separately by test_scoring_doc.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from launcher.harness.tasks import gsm8k, mmlu
+from launcher.harness.tasks import gsm8k, humaneval, mmlu
 
 # -- gsm8k: (reply, the number read) --------------------------------------------------------
 
@@ -96,3 +98,58 @@ MMLU_REPLIES: list[tuple[str, str | None]] = [
 @pytest.mark.parametrize(("reply", "letter"), MMLU_REPLIES)
 def test_mmlu_realistic_replies(reply: str, letter: str | None) -> None:
     assert mmlu.extract_choice(reply) == letter
+
+
+# -- humaneval: (reply, passes) --------------------------------------------------------------
+
+ADD: dict[str, Any] = {
+    "task_id": "realistic/add",
+    "prompt": 'def add(x, y):\n    """Return the sum of x and y."""\n',
+    "entry_point": "add",
+    "canonical_solution": "    return x + y\n",
+    "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+    "    assert candidate(-1, 1) == 0\n",
+}
+RIGHT = "def add(x, y):\n    return x + y\n"
+
+HUMANEVAL_REPLIES: list[tuple[str, bool]] = [
+    # unfenced code after a line of prose
+    ("Here is the implementation:\n" + RIGHT, True),
+    ("Here is the implementation:\n\n" + RIGHT + "\nIt simply returns the sum.", True),
+    ("The function should return x + y:\n" + RIGHT + "That's it!", True),
+    ("You can use the operator module:\n\nimport operator\n\n\ndef add(x, y):\n"
+     "    return operator.add(x, y)\n\nThis is equivalent to x + y.", True),
+    ("Here's a version with a helper:\n\ndef _sum(a, b):\n    return a + b\n\n"
+     "def add(x, y):\n    return _sum(x, y)\n", True),
+    ("<think>\nJust the sum.\n</think>\n\n" + RIGHT, True),
+    ("Implementation:\n\n    def add(x, y):\n        return x + y\n", True),
+    ("As an indented block:\n\n    import operator\n\n    def add(x, y):\n"
+     "        return operator.add(x, y)\n\nDone.", True),
+    # a method is not the function the tests call
+    ("class Solution:\n    def add(self, x, y):\n        return x + y\n", False),
+    # from __future__ at the top of a reply
+    ("from __future__ import annotations\n\ndef add(x: int, y: int) -> int:\n    return x + y",
+     True),
+    ("```python\nfrom __future__ import annotations\nimport math\n\n"
+     "def add(x: float, y: float) -> float:\n    return x + y\n```", True),
+    ("from __future__ import annotations\nfrom typing import Union\n\nNumber = Union[int, float]"
+     "\n\n\ndef add(x: Number, y: Number) -> Number:\n    return x + y\n", True),
+    # fences
+    ("```python\n" + RIGHT + "```", True),
+    ("Sure! Here's the completed function:\n\n```python\ndef add(x, y):\n"
+     '    """Return the sum of x and y."""\n    return x + y\n```\n\nIt returns the sum.', True),
+    ("```Python\n" + RIGHT + "```", True),
+    ("```py\n" + RIGHT + "```", True),
+    ("Sure.\n\n```\n" + RIGHT + "```", True),
+    ("Here is the code:\n```python\n" + RIGHT, True),  # cut off before the closing fence
+    ("```python\n" + RIGHT + "```\n\nExample:\n```python\nassert add(2, 3) == 5\n```", True),
+    # a completion model's body, and wrong code
+    ("    return x + y\n", True),
+    ("Here is the implementation:\n" + RIGHT.replace("+", "-"), False),
+    ("```python\n" + RIGHT.replace("+", "*") + "```", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("reply", "passes"), HUMANEVAL_REPLIES)
+def test_humaneval_realistic_replies(reply: str, passes: bool) -> None:
+    assert humaneval.score_response(ADD, reply).passed is passes

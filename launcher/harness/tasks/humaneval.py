@@ -94,12 +94,14 @@ def unfenced_code(response: str, entry_point: str) -> str | None:
     """The code of a reply without fences that defines ``entry_point`` at the start of a line:
     from the first of the code lines right above that ``def`` (imports, decorators, helpers;
     prose above them is dropped) to the last line that still leaves valid Python (prose after
-    the code is dropped). None if there is no such ``def``."""
+    the code is dropped). Without such a ``def``, the same in a markdown indented code block
+    after prose (:func:`_indented_block`, dedented); None if there is neither."""
     lines = response.splitlines(keepends=True)
     define = re.compile(rf"(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(")
     at = next((i for i, line in enumerate(lines) if define.match(line)), None)
     if at is None:
-        return None
+        block = _indented_block(lines, entry_point)
+        return None if block is None else unfenced_code(block, entry_point)
     start = at
     for i in range(at - 1, -1, -1):
         if not _CODE_LINE.match(lines[i]):
@@ -111,6 +113,36 @@ def unfenced_code(response: str, entry_point: str) -> str | None:
         if _compiles(code):
             return code
     return "".join(lines[start:]).rstrip() + "\n"
+
+
+_OPENS_BLOCK = re.compile(
+    r"[ \t]*(?:async\s+def|def|class|if|elif|else|for|while|with|try|except|finally)\b.*:[ \t]*$"
+)
+
+
+def _indented_block(lines: list[str], entry_point: str) -> str | None:
+    """A markdown indented code block (every line indented alike, after prose) that defines
+    ``entry_point``, dedented; None if the ``def`` is nested in code (a method, an inner
+    function) or absent."""
+    define = re.compile(rf"([ \t]+)(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(")
+    m, at = next(((m, i) for i, line in enumerate(lines) if (m := define.match(line))), (None, 0))
+    if m is None:
+        return None
+    indent = m.group(1)
+
+    def inside(line: str) -> bool:
+        return not line.strip() or line.startswith(indent)
+
+    start = at
+    while start > 0 and inside(lines[start - 1]):
+        start -= 1
+    above = next((line for line in reversed(lines[:start]) if line.strip()), "")
+    if _OPENS_BLOCK.match(above):
+        return None
+    end = at + 1
+    while end < len(lines) and inside(lines[end]):
+        end += 1
+    return "".join(line[len(indent) :] if line.strip() else line for line in lines[start:end])
 
 
 def completion_of(problem: dict[str, Any], code: str) -> str:
