@@ -33,6 +33,8 @@ _MARKER = re.compile(
     rf"####|\\boxed\s*\{{|\banswer\b[*_ \t]*(?:{_VERB}\b[*_ \t]*)?[:=]|\banswer\s+{_VERB}\b",
     re.IGNORECASE,
 )
+# A marker that rejects the number after it: ``the answer is not 16``, ``answer isn't 16``.
+_NEGATED = re.compile(r"[*_ \t]*(?:not\b|n't\b)", re.IGNORECASE)
 # What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, ``,``,
 # LaTeX and an adverb (``the answer is actually 18``).
 _FILLER = re.compile(
@@ -108,13 +110,25 @@ def _marked_number(text: str, at: int, numbers: list[tuple[int, int, str]]) -> s
 def extract_answer(response: str) -> str | None:
     """The model's final number (see docs/scoring.md): the number after the last explicit
     marker (``####``, ``The answer is``, ``Final answer:``, ``Answer:``, ``\\boxed{}``) that is
-    followed by one, else the last number in the reply."""
+    followed by one (after a negated marker, ``the answer is not 16, it is 18``, the last
+    number on its line), else the last number in the reply."""
     numbers = _numbers(response)
     for marker in reversed(list(_MARKER.finditer(response))):
-        value = _marked_number(response, marker.end(), numbers)
+        if _NEGATED.match(response, marker.end()):
+            value = _after_rejected(response, marker.end(), numbers)
+        else:
+            value = _marked_number(response, marker.end(), numbers)
         if value is not None:
             return value
     return numbers[-1][2] if numbers else None
+
+
+def _after_rejected(text: str, at: int, numbers: list[tuple[int, int, str]]) -> str | None:
+    """After a negated marker (``the answer is not 16, it is 18``): the last number on its
+    line after the rejected one, else nothing."""
+    line_end = text.find("\n", at)
+    line = [n for n in numbers if at <= n[0] and (line_end < 0 or n[0] < line_end)]
+    return line[-1][2] if len(line) > 1 else None
 
 
 def build_messages(question: str) -> list[Message]:
