@@ -67,6 +67,9 @@ MMLU_REPLIES: list[tuple[str, str | None]] = [
     ("Answer: B\n\nWait, let me reconsider: the mitochondria make ATP, so the answer is C.", "C"),
     ("I think the answer is B, but looking again, the correct answer is D.", "D"),
     ("Answer: B. Hmm, no. Answer: D", "D"),
+    ("Answer: B. Hmm, the answer is not B, it is C.", "C"),
+    ("Answer: B\n\nOn reflection, the answer cannot be B. It is C.", "C"),
+    ("Answer: C\n\nWhy not B? Because B ignores friction.", "C"),
     ("The answer is A.\n\nActually, A ignores friction. The answer is actually C.", "C"),
     # markers in any case, lowercase letters after them
     ("answer: c", "C"),
@@ -94,6 +97,7 @@ MMLU_REPLIES: list[tuple[str, str | None]] = [
     ("The answer is B.\n\nA is wrong because it ignores friction.", "B"),
     # no pick
     ("I am not sure; it could be B or C.", None),
+    ("The answer is not B.", None),
 ]  # fmt: skip
 
 
