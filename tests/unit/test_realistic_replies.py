@@ -49,6 +49,10 @@ GSM8K_REPLIES: list[tuple[str, str | None]] = [
     ("The final answer is: **18** dollars.", "18"),
     ("It takes 0.5 hours.\n\nAnswer: 0.5 hours, i.e. 30 minutes", "0.5"),
     ("The answer is −5 degrees (it fell 8 from 3).", "-5"),
+    # a reasoning model's thinking (the opening tag may be in the prompt): not the answer
+    ("<think>\nSo the answer is 16? No, the muffins use 4 more.\n</think>\n\n"
+     "She makes 9 * $2 = $18 per day.", "18"),
+    ("Okay, the answer is 16... no, 9 * 2 = 18.\n</think>\nJanet makes $18 every day.", "18"),
     # no marker: the last number
     ("Janet sells 16 - 3 - 4 = 9 eggs for 9 * $2 = $18 a day.", "18"),
     ("I could not work this out.", None),
@@ -95,6 +99,8 @@ MMLU_REPLIES: list[tuple[str, str | None]] = [
     ("The answer is, therefore, B.", "B"),
     ("Answer: D\n\nThe answer is actually a bit subtle, but D holds.", "D"),
     ("The answer is B.\n\nA is wrong because it ignores friction.", "B"),
+    # a reasoning model's thinking: not the answer
+    ("<think>\nAnswer: B? No, B ignores friction.\n</think>\n\nI'd pick C.", "C"),
     # no pick
     ("I am not sure; it could be B or C.", None),
     ("The answer is not B.", None),
@@ -154,6 +160,7 @@ HUMANEVAL_REPLIES: list[tuple[str, bool]] = [
     # a reasoning model's drafts before its answer
     ("<think>\nMaybe:\n```python\ndef add(x, y):\n    return x - y\n```\nNo, a sum.\n"
      "</think>\n\n```python\n" + RIGHT + "```", True),
+    ("The sum, no edge cases.\n</think>\n\n" + RIGHT, True),
     # a completion model's body, and wrong code
     ("    return x + y\n", True),
     ("Here is the implementation:\n" + RIGHT.replace("+", "-"), False),

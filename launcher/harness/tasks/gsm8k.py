@@ -17,6 +17,7 @@ from launcher.harness.tasks.base import (
     matched,
     mean_summary,
     score_each,
+    strip_thinking,
 )
 
 INSTRUCTION = (
@@ -108,10 +109,12 @@ def _marked_number(text: str, at: int, numbers: list[tuple[int, int, str]]) -> s
 
 
 def extract_answer(response: str) -> str | None:
-    """The model's final number (see docs/scoring.md): the number after the last explicit
+    """The model's final number (see docs/scoring.md), a leading thinking section (up to
+    ``</think>``) dropped: the number after the last explicit
     marker (``####``, ``The answer is``, ``Final answer:``, ``Answer:``, ``\\boxed{}``) that is
     followed by one (after a negated marker, ``the answer is not 16, it is 18``, the last
     number on its line), else the last number in the reply."""
+    response = strip_thinking(response)
     numbers = _numbers(response)
     for marker in reversed(list(_MARKER.finditer(response))):
         if _NEGATED.match(response, marker.end()):

@@ -34,7 +34,14 @@ from launcher.errors import EnvironmentProblem
 from launcher.harness import sandbox
 from launcher.harness.datasets import load_humaneval
 from launcher.harness.scoring import Summary, pass_at_k_score
-from launcher.harness.tasks.base import Item, Message, Params, Scored, check_shape
+from launcher.harness.tasks.base import (
+    Item,
+    Message,
+    Params,
+    Scored,
+    check_shape,
+    strip_thinking,
+)
 
 TIMEOUT = 10.0
 MEMORY_BYTES = 2 * sandbox.GIB
@@ -63,18 +70,17 @@ _CODE_LINE = re.compile(
 _FUTURE = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*(?:\n|$)", re.MULTILINE)
 
 
-# A reasoning model's thinking before its answer (DeepSeek-R1, Qwen3): drafts, not the answer.
-_THINKING = re.compile(r"\A\s*<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _PYTHON = ("python", "py", "python3")
 
 
 def extract_code(response: str, entry_point: str | None = None) -> str:
-    """The code of a reply (a leading ``<think>...</think>`` dropped), in order: the first
-    ```python block that defines ``entry_point`` (``def <entry_point>(`` at the start of a
-    line), else the first ```python block, else the first ``` block that defines it, else the
-    first ``` block, else (with ``entry_point``) the code around a top-level
-    ``def <entry_point>(`` among prose (:func:`unfenced_code`), else the whole text."""
-    response = _THINKING.sub("", response, count=1)
+    """The code of a reply (a leading thinking section, up to ``</think>``, dropped), in
+    order: the first ```python block that defines ``entry_point`` (``def <entry_point>(`` at
+    the start of a line), else the first ```python block, else the first ``` block that
+    defines it, else the first ``` block, else (with ``entry_point``) the code around a
+    top-level ``def <entry_point>(`` among prose (:func:`unfenced_code`), else the whole
+    text."""
+    response = strip_thinking(response)
     blocks = _FENCE.findall(response)
     python = [body for lang, body in blocks if lang.strip().lower() in _PYTHON]
     define = re.compile(rf"(?m)^(?:async\s+)?def\s+{re.escape(entry_point or '')}\s*\(")

@@ -58,6 +58,7 @@ from launcher.harness.tasks.base import (
     item_mean,
     matched,
     score_each,
+    strip_thinking,
 )
 
 DEFAULT_FEWSHOT = 5
@@ -174,7 +175,8 @@ def extract_choice(
     response: str, letters: str = MMLU_LETTERS, choices: Sequence[str] | None = None
 ) -> str | None:
     """The option letter a reply picks, or None if it does not pick exactly one. In order
-    (docs/scoring.md has examples):
+    (docs/scoring.md has examples), after dropping a leading thinking section (up to
+    ``</think>``):
 
     1. the whole reply is a letter: ``B``, ``(b)``, ``C.``, ``**D**``, ``\\boxed{A}``;
     2. the last explicit answer marker, so a reply that corrects itself counts its last word:
@@ -191,6 +193,7 @@ def extract_choice(
        rejected do not count);
     5. the reply is the text of exactly one of the choices.
     """
+    response = strip_thinking(response)
     text = _EMPHASIS.sub("", _LATEX.sub(r"\1", response)).strip()
     if not text:
         return None
