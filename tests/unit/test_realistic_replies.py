@@ -99,6 +99,8 @@ MMLU_REPLIES: list[tuple[str, str | None]] = [
     ("The answer is, therefore, B.", "B"),
     ("Answer: D\n\nThe answer is actually a bit subtle, but D holds.", "D"),
     ("The answer is B.\n\nA is wrong because it ignores friction.", "B"),
+    ("A ignores friction and B has the wrong units; D has the wrong sign. So C.", "C"),
+    ("A is wrong, so B must be checked: B is wrong too.", None),
     # a reasoning model's thinking: not the answer
     ("<think>\nAnswer: B? No, B ignores friction.\n</think>\n\nI'd pick C.", "C"),
     # no pick

@@ -60,7 +60,7 @@ MMLU_ROWS: list[tuple[str, str, str | None, str | None, str | None]] = [
     ("So it is $\\boxed{C}$.", "C", "C", None, None),
     ("The answer is a bit unclear, but I'd go with D.", "D", "D", None, None),
     ("C\n\nQuestion 2?\nA. x\nB. y\nC. z\nD. w\nAnswer: A", "C", "C", "C", "A"),
-    ("A is wrong, B is wrong, so C.", "C", None, None, None),
+    ("A is wrong, B is wrong, so C.", "C", "C", None, None),
     ("ANSWER: $D$", "D", "D", None, "D"),
     ("Answer: B. Hmm, the answer is not B, it is C.", "C", "C", None, "B"),
     ("A and B are both partly right, but C is the best answer.", "C", "C", None, None),

@@ -101,7 +101,7 @@ def _norm(text: str) -> str:
 def _marker(letters: str) -> re.Pattern[str]:
     """An explicit answer marker and its letter: ``Answer: B``, ``answer: c``, ``the correct
     answer is (C)``, ``the answer is actually C``, ``Final answer is option D``, ``\\boxed{B}``,
-    ``C is the best answer``. Marker words in any case; a
+    ``C is the best answer``, ``..., so C.`` (at the end of its line). Marker words in any case; a
     lowercase letter only where it cannot be the article ``a`` or a word (``answer: c``,
     ``answer is (c).``, not ``the answer is a bit ...``)."""
     upper = letters.upper()
@@ -128,7 +128,12 @@ def _marker(letters: str) -> re.Pattern[str]:
         rf"(?<![\w'])[\(\[]?([{upper}])[\)\]]?\s+(?:{_VERBS})\s+(?:the\s+)?"
         r"(?i:correct|best|right|most\s+likely)\s+(?i:answer|option|choice)\b"
     )
-    return re.compile(lead + "(?:" + "|".join(alternatives) + ")|" + trailing)
+    # a conclusion ending its line: ``A is wrong, B is wrong, so C.``
+    conclusion = (
+        rf"\b(?i:so|thus|therefore|hence)\b,?\s+(?:(?i:option|choice)\s+)?[\(\[]?([{upper}])"
+        r"[\)\]]?(?=[.!]?[ \t]*(?:\n|$))"
+    )
+    return re.compile(lead + "(?:" + "|".join(alternatives) + ")|" + trailing + "|" + conclusion)
 
 
 def _alone(upper: str) -> re.Pattern[str]:
