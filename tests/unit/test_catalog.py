@@ -4,6 +4,7 @@ containers, and `launcher ls tasks`."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -59,6 +60,22 @@ def test_every_catalog_task_has_an_image():
     images = {t.harness: t.image for t in catalog.external_tasks()}
     assert images["ruler"] == "nvcr.io/nvidia/eval-factory/long-context-eval:26.03"
     assert images["AA-LCR"] == "nvcr.io/nvidia/eval-factory/aa-lcr:26.03"
+
+
+def test_catalog_images_follow_one_pattern():
+    # Every row, ruler and AA-LCR included, is <registry>/eval-factory/<image>:<release tag>,
+    # one registry and tag for the whole catalog and one image per harness.
+    pattern = re.compile(r"nvcr\.io/nvidia/eval-factory/([a-z0-9-]+):(\d\d\.\d\d)")
+    parts = {t.qualified_name: pattern.fullmatch(t.image) for t in catalog.external_tasks()}
+    assert [name for name, m in parts.items() if m is None] == []
+    assert len({m.group(2) for m in parts.values() if m}) == 1
+    per_harness: dict[str, set[str]] = {}
+    for t in catalog.external_tasks():
+        per_harness.setdefault(t.harness, set()).add(t.image)
+    assert {h: len(images) for h, images in per_harness.items() if len(images) > 1} == {}
+    ruler = [t for t in catalog.external_tasks() if t.harness == "ruler"]
+    assert len(ruler) == 20 and {t.image.split(":")[0] for t in ruler} == {
+        "nvcr.io/nvidia/eval-factory/long-context-eval"}
 
 
 def test_parse_tsv_rejects_bad_rows():

