@@ -23,6 +23,7 @@ free port of 127.0.0.1) and measures, each in a fresh subprocess:
     pip install '.[bench]' && python benchmarks/harness_throughput.py
     python benchmarks/harness_throughput.py --no-peer --repeat 5
     python benchmarks/harness_throughput.py --no-inspect    # ours and lm-eval only
+    sudo python benchmarks/harness_throughput.py --realtime # on a shared machine (SCHED_FIFO)
 
 The last line is ``RESULT efficiency=<x> peer_ratio=<y|na> lm_eval_ratio=<z|na> peak_mb=<m>``.
 """
@@ -49,8 +50,6 @@ from endpoint_load import cpu_seconds, start_server  # benchmarks/ is sys.path[0
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from launcher import eventloop  # noqa: E402 (after the sys.path line above)
-
 
 def prompt(i: int) -> str:
     # Distinct per request (distinct cache keys); the endpoint knows them as custom-task items
@@ -75,7 +74,6 @@ def peak_rss_mb() -> float:
 
 def worker_ours(url: str, n: int, parallelism: int, out: str) -> dict[str, Any]:
     imported = time.monotonic()
-    from launcher import eventloop
     from launcher.harness.fetch import fetch_responses  # aiohttp with it (harness start-up)
     from launcher.harness.runconfig import parse_run_config
 
@@ -94,8 +92,7 @@ def worker_ours(url: str, n: int, parallelism: int, out: str) -> dict[str, Any]:
     assert len(result.answers) == n and all(a[0].text for a in result.answers)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"elapsed": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "cpu_fetch": cpu_fetch,
-            "maxrss_mb": peak_rss_mb(), "stats": result.stats, "import_s": imported,
-            "loop": eventloop.loop_name()}
+            "maxrss_mb": peak_rss_mb(), "stats": result.stats, "import_s": imported}
 
 
 # The task-level comparison with lm-evaluation-harness: both read the same JSONL file (written
@@ -225,9 +222,7 @@ WORKERS = {"ours": worker_ours, "inspect": worker_inspect, "ours-task": worker_o
            "lm-eval": worker_lm_eval}
 
 
-def run_worker(
-    kind: str, url: str, n: int, parallelism: int, env: dict[str, str] | None = None
-) -> dict[str, Any]:
+def run_worker(kind: str, url: str, n: int, parallelism: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"harness-bench-{kind}-") as out:
         if kind in ("ours-task", "lm-eval"):
             write_task_files(Path(out), n, url, parallelism)
@@ -235,7 +230,7 @@ def run_worker(
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", kind, "--url", url, "--requests", str(n),
              "--parallelism", str(parallelism), "--out", out],
-            capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
+            capture_output=True, text=True, cwd=ROOT,
         )
         whole = time.monotonic() - started
     if proc.returncode != 0:
@@ -283,6 +278,10 @@ def main() -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip the peers (both)")
     parser.add_argument("--no-inspect", action="store_true", help="skip the inspect-ai run")
     parser.add_argument("--no-lm-eval", action="store_true", help="skip the lm-eval run")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run this process and its children (endpoint, workers, peers) "
+                             "under SCHED_FIFO so other tenants of a shared machine do not "
+                             "preempt them (needs root or CAP_SYS_NICE)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -292,45 +291,38 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    scheduling = "normal (other processes on the machine compete for its CPUs)"
+    if args.realtime:
+        try:  # inherited by every subprocess started below
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            scheduling = "SCHED_FIFO 10 (--realtime)"
+        except (OSError, AttributeError) as e:
+            raise SystemExit(f"--realtime: cannot switch to SCHED_FIFO ({e}); run as root") from None
     n, p = args.requests, args.parallelism
     ideal = n * args.latency_ms / 1000 / p
     sizes = [int(s) for s in args.rss_sizes.split(",") if s]
     endpoint = Endpoint(args.latency_ms, max([n, *sizes]))
     try:
-        print(f"endpoint {endpoint.url} ({eventloop.loop_name()}) latency"
-              f" {args.latency_ms:g} ms; {n} requests at "
+        print(f"endpoint {endpoint.url} latency {args.latency_ms:g} ms; {n} requests at "
               f"parallelism {p}; ideal {ideal:.2f} s; {os.cpu_count()} CPUs, load "
-              f"{os.getloadavg()[0]:.1f}")
-        # Ours on the loop the harness picks (uvloop where installed) and, interleaved, on
-        # asyncio's own loop (EVAL_LAUNCHER_EVENT_LOOP=asyncio): the same code either way.
-        variants = {"default": {}, "asyncio": {eventloop.ENV: "asyncio"}}
-        if eventloop.loop_name() == "asyncio":
-            del variants["asyncio"]  # uvloop is not installed: one variant only
-        times: dict[str, list[float]] = {v: [] for v in variants}
-        cpus: dict[str, list[float]] = {v: [] for v in variants}
+              f"{os.getloadavg()[0]:.1f}; scheduling {scheduling}")
+        times = []
         for i in range(args.repeat):
-            for variant, env in variants.items():
-                cpu0 = endpoint.cpu_seconds()
-                r = run_worker("ours", endpoint.url, n, p, env)
-                server_cpu = endpoint.cpu_seconds() - cpu0
-                times[variant].append(r["elapsed"])
-                cpus[variant].append(r["cpu_fetch"] / n * 1e6)
-                lat = r["stats"].get("latency_s", {})
-                print(f"ours ({r['loop']}) run {i + 1}: {r['elapsed']:.3f} s, efficiency"
-                      f" {ideal / r['elapsed']:.3f}; harness CPU {r['cpu']:.2f} s (incl."
-                      f" start-up, of which imports {r['import_s']:.2f} s; request phase"
-                      f" {r['cpu_fetch'] / n * 1e6:.0f} us per request), endpoint CPU"
-                      f" {server_cpu:.2f} s ({server_cpu / r['elapsed']:.0%} of one core);"
-                      f" latency p50 {lat.get('p50', 0) * 1000:.1f} ms p99"
-                      f" {lat.get('p99', 0) * 1000:.1f} ms")
-        for variant in variants:
-            loop = eventloop.loop_name(variant if variant == "asyncio" else None)
-            median = statistics.median(times[variant])
-            print(f"ours ({loop}): median {median:.3f} s for {n} requests (ideal {ideal:.2f} s):"
-                  f" efficiency {ideal / median:.3f}, CPU per request"
-                  f" {statistics.median(cpus[variant]):.0f} us")
-        ours = statistics.median(times["default"])
+            cpu0 = endpoint.cpu_seconds()
+            r = run_worker("ours", endpoint.url, n, p)
+            server_cpu = endpoint.cpu_seconds() - cpu0
+            times.append(r["elapsed"])
+            lat = r["stats"].get("latency_s", {})
+            print(f"ours run {i + 1}: {r['elapsed']:.3f} s, efficiency {ideal / r['elapsed']:.3f};"
+                  f" harness CPU {r['cpu']:.2f} s (incl. start-up, of which imports"
+                  f" {r['import_s']:.2f} s; request phase {r['cpu_fetch'] / n * 1e6:.0f} us per"
+                  f" request), endpoint CPU {server_cpu:.2f} s"
+                  f" ({server_cpu / r['elapsed']:.0%} of one core); latency p50"
+                  f" {lat.get('p50', 0) * 1000:.1f} ms p99 {lat.get('p99', 0) * 1000:.1f} ms")
+        ours = statistics.median(times)
         efficiency = ideal / ours
+        print(f"ours: median {ours:.3f} s for {n} requests (ideal {ideal:.2f} s):"
+              f" efficiency {efficiency:.3f}")
 
         peer_ratio = "na"
         if not (args.no_peer or args.no_inspect):

@@ -35,7 +35,6 @@ from typing import Any
 import aiohttp  # noqa: F401 -- the HTTP stack loads with the harness, not in the request phase
 import attrs
 
-from launcher import eventloop
 from launcher.errors import EnvironmentProblem, LauncherError
 from launcher.harness.adapters import (
     AdapterConfig,
@@ -91,9 +90,8 @@ def fetch_responses(
     on_progress: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] = print,
 ) -> FetchResult:
-    """Blocking: run :func:`fetch_responses_async` on a new event loop (uvloop if installed,
-    see :mod:`launcher.eventloop`)."""
-    return eventloop.run(
+    """Blocking: run :func:`fetch_responses_async` on a new event loop."""
+    return asyncio.run(
         fetch_responses_async(
             cfg, prompts, samples_per_prompt=samples_per_prompt, api_key=api_key,
             on_progress=on_progress, say=say,

@@ -21,8 +21,7 @@ Every completion answer (right, wrong, 422, or a 429/500/reset/garbage fault) is
 ``latency_ms`` after the request's first bytes arrived (a timer, so requests overlap; the
 endpoint's own work is inside that time, as for a model server with a fixed service time, so
 a client measured against it sees ``latency_ms`` plus only its own and the network's time);
-a 400 for a malformed one goes out at once. It runs on uvloop where installed
-(:mod:`launcher.eventloop`).
+a 400 for a malformed one goes out at once.
 
 ``GET /stats`` counts completion requests by outcome, each when it happens (``ok``, each fault
 kind, ``bad_request``, ``unknown_prompt``, ``dropped`` when the client left before its answer
@@ -54,7 +53,6 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from launcher import eventloop
 from launcher.errors import LauncherError
 from launcher.testing.faults import Faults, Stats
 from launcher.testing.http_server import MAX_HEAD, Protocol, Server, reply, send_and_close, wake
@@ -117,7 +115,7 @@ class ReferenceServer:
         """
         self._done.clear()
         try:
-            eventloop.run(self._serve(handle_signals))
+            asyncio.run(self._serve(handle_signals))
         finally:
             with self._lock:
                 self._loop = None
