@@ -45,6 +45,7 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     host, jobs = record.resolve_jobs(inv, translator, None if backend.rootless else owner.user,
                                      labels, images)
     backend.check_networks(job.container for job in jobs)
+    backend.check_runtimes(job.container for job in jobs)
     if probe:
         probe_endpoint(backend, prepared, labels)
     execution = prepared.loaded.config.execution

@@ -16,6 +16,7 @@ import yaml
 from launcher import backends, labels, runs
 from launcher.commands import run as run_cmd
 from launcher.envvars import EnvVar
+from launcher.gpus import GpuRequest
 from launcher.hostpaths import HostSource
 from launcher.prepare import ConfigOptions
 from launcher.spec import ContainerSpec, MountSpec
@@ -46,13 +47,31 @@ def _mount(value: str) -> MountSpec:
                      "readonly" in fields)
 
 
+def _gpus(value: str) -> GpuRequest:
+    """A ``--gpus`` value as docker's CLI reads it (opts/gpus.go): CSV fields, a bare one is
+    the count, one GPU when neither a count nor devices are given."""
+    fields: dict = {}
+    for field in next(csv.reader([value])):
+        key, eq, item = field.partition("=")
+        if not eq:
+            fields["count"] = -1 if field == "all" else int(field)
+        elif key in ("device", "capabilities"):
+            fields["device_ids" if key == "device" else key] = tuple(item.split(","))
+        else:
+            fields[key] = item
+    if "count" not in fields and "device_ids" not in fields:
+        fields["count"] = 1
+    return GpuRequest(**fields)
+
+
 def parse(words: list[str]) -> ContainerSpec:
     """``docker run`` words → ContainerSpec (the flags scripts.docker_run_words writes)."""
     assert words[:3] == ["docker", "run", "--rm"], words[:3]
-    fields: dict = {"init": False, "labels": {}, "mounts": [], "add_hosts": [], "env": []}
+    fields: dict = {"init": False, "labels": {}, "mounts": [], "add_hosts": [], "env": [],
+                    "devices": []}
     i = 3
     single = {"--user": "user", "--network": "network", "--shm-size": "shm_size",
-              "--memory": "mem_limit", "--ipc": "ipc_mode", "--gpus": "gpus",
+              "--memory": "mem_limit", "--ipc": "ipc_mode", "--runtime": "runtime",
               "--entrypoint": "entrypoint"}
     while words[i].startswith("-"):
         flag = words[i]
@@ -72,6 +91,10 @@ def parse(words: list[str]) -> ContainerSpec:
             fields["add_hosts"].append((host, ip))
         elif flag == "--cpus":
             fields["cpus"] = float(value)
+        elif flag == "--gpus":
+            fields["gpus"] = _gpus(value)
+        elif flag == "--device":
+            fields["devices"].append(value)
         elif flag == "-e":
             name, eq, rest = value.partition("=")
             ref = re.fullmatch(r"\$\{(\w+)\}", rest)
@@ -97,7 +120,9 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
     data.mkdir()
     (data / "test.jsonl").write_text("")
     extra = (f"--network n --add-host h.local:10.0.0.1 -v named:/named:ro -v {data}:/extra "
-             "--shm-size 1g -m 2g --cpus 1.5 --ipc host -e LIT=some-value -e FROMHOST")
+             "--shm-size 1g -m 2g --cpus 1.5 --ipc host -e LIT=some-value -e FROMHOST "
+             "--gpus '\"device=0,1\",capabilities=compute' --device /dev/null "
+             "--device nvidia.com/gpu=all --runtime nvidia")
     path = tmp_path / "eval.yaml"
     path.write_text(yaml.safe_dump({
         "execution": {"output_dir": str(tmp_path / "out"), "extra_docker_args": extra},
@@ -135,6 +160,10 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
         assert SECRET in started.env.values()  # the values went to the backend, in memory
         assert parse(docker_run_of(script)) == attrs.evolve(started.spec, name=None)
         assert started.spec.labels["suite"] == "roundtrip"
+        assert started.spec.gpus == GpuRequest(device_ids=("0", "1"),
+                                               capabilities=("compute",))
+        assert started.spec.devices == ("/dev/null:/dev/null:rwm", "nvidia.com/gpu=all")
+        assert started.spec.runtime == "nvidia"
     if volume_output:
         assert jobs[0].spec.mounts[0].source.kind == "volume"
         assert any(m.source.source == f"/host{data}" for m in jobs[0].spec.mounts)
