@@ -61,6 +61,7 @@ class Execution:
 class Task:
     name: str
     container: str | None = None
+    endpoint_type: str | None = None  # this task's target.api_endpoint.type (the reference's)
     dataset_dir: str | None = None
     dataset_mount_path: str = "/datasets"
     timeout: float | None = None  # seconds; a task running longer is stopped and marked failed
@@ -88,6 +89,8 @@ class Config:
     deployment: Deployment = attrs.field(factory=Deployment)
     env_vars: dict[str, str] = attrs.field(factory=dict)
     defaults: list[Any] = attrs.field(factory=list)
+    # Free-form, kept in the invocation record; never sent to a container (docs/reference-keys.md)
+    user_provided_metadata: dict[str, Any] = attrs.field(factory=dict)
 
 
 # --------------------------------------------------------------------------- conversion
@@ -173,6 +176,9 @@ KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
        " which this launcher does not have yet; the local executor runs every task on this "
        "Docker host: remove the key" for key in _SLURM_KEYS},
     ("Evaluation", "overrides"): _LEGACY_OVERRIDES,
+    **{(block, "user_provided_metadata"): "belongs at the top level of the config, beside "
+       "target and evaluation, as in the reference: move it there"
+       for block in ("Evaluation", "Execution", "Task")},
     ("Task", "overrides"): _LEGACY_OVERRIDES,
 }
 

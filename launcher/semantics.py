@@ -53,6 +53,10 @@ def check(config: Config, source: str) -> None:
     taskparams.check_blocks(config.evaluation.nemo_evaluator_config,
                             ["evaluation", "nemo_evaluator_config"], source=source)
     for i, task in enumerate(config.evaluation.tasks):
+        if task.endpoint_type is not None and task.endpoint_type not in ("chat", "completions"):
+            raise ConfigError(f"expected 'chat' or 'completions', got '{task.endpoint_type}' (or "
+                              "remove it: the task then uses target.api_endpoint.type)",
+                              source=source, key=f"evaluation.tasks[{i}].endpoint_type")
         taskparams.check_blocks(task.nemo_evaluator_config,
                                 ["evaluation", "tasks", i, "nemo_evaluator_config"], source=source)
         scopes: list[tuple[list[keypaths.Part], dict[str, str]]] = [

@@ -48,9 +48,11 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     backend.check_runtimes(job.container for job in jobs)
     if probe:
         probe_endpoint(backend, prepared, labels)
-    execution = prepared.loaded.config.execution
+    config = prepared.loaded.config
+    execution = config.execution
     rec = record.build(inv, host, jobs, prepared.loaded.raw, images, translator.container_id,
-                       record.Execution(execution.mode, execution.max_parallel, detach))
+                       record.Execution(execution.mode, execution.max_parallel, detach),
+                       config.user_provided_metadata)
     write_invocation(prepared, rec, owner)
     print(f"invocation {inv.invocation_id}: {host.describe()}", file=sys.stderr)
     if detach:
