@@ -67,6 +67,8 @@ class Task:
     timeout: float | None = None  # seconds; a task running longer is stopped and marked failed
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
+    pre_cmd: str = ""  # shell in the container before / after the evaluation (launcher/hooks.py)
+    post_cmd: str = ""
 
 
 @attrs.frozen
@@ -74,6 +76,8 @@ class Evaluation:
     tasks: list[Task]
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
+    pre_cmd: str = ""  # every task's, unless the task has its own
+    post_cmd: str = ""
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from launcher import catalog, dockerargs, envvars, keypaths, taskparams
+from launcher import catalog, dockerargs, envvars, hooks, keypaths, taskparams
 from launcher.config import Config, deep_merge, task_evaluator_config
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
@@ -49,6 +49,7 @@ class Job:
     docker: DockerArgs
     container_name: str
     timeout: float | None = None
+    hooks: hooks.Hooks | None = None  # pre_cmd/post_cmd around the command (spec.for_job)
 
     @property
     def artifacts_dir(self) -> str:
@@ -151,6 +152,7 @@ def build(
             docker=extra,
             container_name=f"eval-launcher-{inv_id}-{index}",
             timeout=task.timeout,
+            hooks=hooks.for_task(config, index)[0],
         ))
     return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs))
 

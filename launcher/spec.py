@@ -79,10 +79,13 @@ def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
             extra_labels: Mapping[str, str]) -> ContainerSpec:
     """The container of one job, as the host engine must run it."""
     d = job.docker
+    entrypoint, command = job.entrypoint, job.command
+    if job.hooks is not None:  # the same words for the backend and run.sh
+        entrypoint, command = job.hooks.wrap(entrypoint, command)
     return ContainerSpec(
         image=job.image,
-        command=job.command,
-        entrypoint=job.entrypoint,
+        command=command,
+        entrypoint=entrypoint,
         name=job.container_name,
         env=job.env if any(v.name == HOME_ENV.name for v in job.env) else (HOME_ENV, *job.env),
         mounts=host_mounts(job, to_host),

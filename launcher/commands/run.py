@@ -25,7 +25,7 @@ from launcher.spec import MountSpec, probe_spec, supervisor_spec
 def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
         host_output_dir: str | None, detach: bool = False, probe: bool = True) -> int:
     labels = labels_mod.extra_labels(os.environ)
-    prepared = prepare(options, tasks)
+    prepared = prepare(options, tasks, running=not dry_run)
     owner = store.owner_of(prepared.invocation.output_dir)
     if dry_run:
         prepared = with_dataset_cache(prepared, download=False)

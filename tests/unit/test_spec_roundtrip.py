@@ -13,7 +13,7 @@ import attrs
 import pytest
 import yaml
 
-from launcher import backends, labels, runs
+from launcher import backends, hooks, labels, runs
 from launcher.commands import run as run_cmd
 from launcher.envvars import EnvVar
 from launcher.gpus import GpuRequest
@@ -26,18 +26,19 @@ SECRET = "s3cr3t-value-never-in-scripts"
 
 
 def docker_run_of(script: str) -> list[str]:
-    """The words of the ``docker run`` command in a rerun script."""
-    lines = script.splitlines()
-    start = next(i for i, line in enumerate(lines)
-                 if line.removeprefix("exec ").startswith("docker run"))
-    command = []
-    for line in lines[start:]:
-        command.append(line.rstrip("\\").strip())
-        if not line.endswith("\\"):
+    """The words of the ``docker run`` command in a rerun script (a quoted word may span
+    lines: a multi-line pre_cmd)."""
+    start = re.search(r"^(exec )?docker run", script, re.MULTILINE)
+    assert start is not None
+    lexer = shlex.shlex(script[start.start():].removeprefix("exec ").replace("\\\n", " "),
+                        posix=True, punctuation_chars="|&;")
+    lexer.whitespace_split = True
+    words = []
+    for word in lexer:
+        if word == "\n" or word in ("|", "2>&1", "&&", ";") or word.startswith("2>"):
             break
-    text = " ".join(command).removeprefix("exec ")
-    text = text.split(" 2>&1 | tee ")[0]
-    return shlex.split(text)
+        words.append(word)
+    return words
 
 
 def _mount(value: str) -> MountSpec:
@@ -114,6 +115,7 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
     fake = FakeBackend()
     monkeypatch.setattr(backends, "connect", lambda: fake)
     monkeypatch.setenv(labels.LABELS_ENV, "suite=roundtrip")
+    monkeypatch.setenv(hooks.TRUST_ENV, "1")
     for name in ("UNIT_KEY", "HOST_VAR", "FROMHOST"):
         monkeypatch.setenv(name, SECRET)
     data = tmp_path / "data"
@@ -129,8 +131,10 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
         "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions",
                                     "model_id": "m", "api_key_name": "UNIT_KEY"}},
         "env_vars": {"INNER": "HOST_VAR", "MODE": "lit:fast"},
-        "evaluation": {"tasks": [{"name": "gsm8k", "dataset_dir": str(data)},
-                                 {"name": "humaneval"}]},
+        "evaluation": {"post_cmd": "ls /results",
+                       "tasks": [{"name": "gsm8k", "dataset_dir": str(data)},
+                                 {"name": "humaneval",
+                                  "pre_cmd": "export A='it''s'\necho \"$A\" | tee /tmp/x\n"}]},
     }))
     if volume_output:  # results in a named volume: the script is an `exec docker run`
         real = fake.path_translator
@@ -164,6 +168,7 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
                                                capabilities=("compute",))
         assert started.spec.devices == ("/dev/null:/dev/null:rwm", "nvidia.com/gpu=all")
         assert started.spec.runtime == "nvidia"
+        assert started.spec.entrypoint == hooks.SHELL and "ls /results" in started.spec.command
     if volume_output:
         assert jobs[0].spec.mounts[0].source.kind == "volume"
         assert any(m.source.source == f"/host{data}" for m in jobs[0].spec.mounts)
