@@ -216,8 +216,8 @@ def prefer(name: str, found: TaskSpec | list[TaskSpec] | None, endpoint_type: st
         chosen = find(LEGACY_NAMES[name][endpoint_type])
         if isinstance(chosen, TaskSpec):
             notice(f"task '{name}' of the reference's older catalog is now"
-                    f" '{chosen.qualified_name}' ({endpoint_type}); using it (write that name to"
-                    " silence this)", source=source, key=key)
+                   f" '{chosen.qualified_name}' ({endpoint_type}); using it (write that name to"
+                   " silence this)", source=source, key=key)
             return chosen
     if not isinstance(found, list):
         return found
@@ -226,8 +226,8 @@ def prefer(name: str, found: TaskSpec | list[TaskSpec] | None, endpoint_type: st
         return found
     chosen, others = usable[0], [t for t in found if t != usable[0]]
     notice(f"task '{name}' is in {len(found)} harnesses; using '{chosen.qualified_name}'"
-            f" ({endpoint_type}); to run another, name it: "
-            + " or ".join(f"'{t.qualified_name}'" for t in others), source=source, key=key)
+           f" ({endpoint_type}); to run another, name it: "
+           + " or ".join(f"'{t.qualified_name}'" for t in others), source=source, key=key)
     return chosen
 
 
