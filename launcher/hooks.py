@@ -102,5 +102,7 @@ def check(config: Config, *, source: str, running: bool, in_container: bool = Fa
     if running:
         raise ConfigError(f"{CORE}{now}: read them, then {how_to_trust(in_container, argv)}",
                           source=source, key=keys[0])
+    how = (f"-e {TRUST_ENV}=1 on the launcher container" if in_container
+           else f"`export {TRUST_ENV}=1`")
     print(f"note: {source}, key '{keys[0]}': {CORE}{now}; a run needs {TRUST_ENV}=1 in the "
-          f"launcher's environment (`export {TRUST_ENV}=1`)", file=sys.stderr)
+          f"launcher's environment ({how})", file=sys.stderr)

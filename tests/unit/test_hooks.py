@@ -162,6 +162,10 @@ def test_a_dry_run_or_validation_only_notes_it(tmp_path, untrusted, capsys):
     assert "a run needs NEMO_EVALUATOR_TRUST_PRE_CMD=1 in the launcher's environment" in err
     with pytest.raises(ConfigError, match="key 'evaluation.pre_cmd'"):
         prepare(ConfigOptions(config=path), running=True)
+    config, _ = load_config(path)
+    hooks.check(config, source="e", running=False, in_container=True)
+    assert ("(-e NEMO_EVALUATOR_TRUST_PRE_CMD=1 on the launcher container)"
+            in capsys.readouterr().err)
 
 
 def test_an_env_file_beside_the_config_cannot_switch_it_on(tmp_path, untrusted):
