@@ -297,7 +297,8 @@ def main() -> int:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
             scheduling = "SCHED_FIFO 10 (--realtime)"
         except (OSError, AttributeError) as e:
-            raise SystemExit(f"--realtime: cannot switch to SCHED_FIFO ({e}); run as root") from None
+            raise SystemExit(f"--realtime: cannot switch to SCHED_FIFO ({e}); run as root"
+                             ) from None
     n, p = args.requests, args.parallelism
     ideal = n * args.latency_ms / 1000 / p
     sizes = [int(s) for s in args.rss_sizes.split(",") if s]

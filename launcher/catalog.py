@@ -215,9 +215,9 @@ def prefer(name: str, found: TaskSpec | list[TaskSpec] | None, endpoint_type: st
     if found is None and name in LEGACY_NAMES and endpoint_type in LEGACY_NAMES[name]:
         chosen = find(LEGACY_NAMES[name][endpoint_type])
         if isinstance(chosen, TaskSpec):
-            _notice(f"task '{name}' of the reference's older catalog is now"
-                    f" '{chosen.qualified_name}' ({endpoint_type}); using it (write that name to"
-                    " silence this)", source=source, key=key)
+            notice(f"task '{name}' of the reference's older catalog is now"
+                   f" '{chosen.qualified_name}' ({endpoint_type}); using it (write that name to"
+                   " silence this)", source=source, key=key)
             return chosen
     if not isinstance(found, list):
         return found
@@ -225,22 +225,23 @@ def prefer(name: str, found: TaskSpec | list[TaskSpec] | None, endpoint_type: st
     if not usable:
         return found
     chosen, others = usable[0], [t for t in found if t != usable[0]]
-    _notice(f"task '{name}' is in {len(found)} harnesses; using '{chosen.qualified_name}'"
-            f" ({endpoint_type}); to run another, name it: "
-            + " or ".join(f"'{t.qualified_name}'" for t in others), source=source, key=key)
+    notice(f"task '{name}' is in {len(found)} harnesses; using '{chosen.qualified_name}'"
+           f" ({endpoint_type}); to run another, name it: "
+           + " or ".join(f"'{t.qualified_name}'" for t in others), source=source, key=key)
     return chosen
 
 
-def _notice(message: str, *, source: str | None, key: str) -> None:
+def notice(message: str, *, source: str | None, key: str) -> None:
+    """One line on stderr: what the launcher chose for the user, at the key they wrote."""
     where = ", ".join(p for p in (source, f"key '{key}'") if p)
     print(f"notice: {where}: {message}", file=sys.stderr)
 
 
 def resolve(name: str, *, container: str | None, endpoint_type: str, source: str | None,
-            key: str) -> TaskSpec:
+            key: str, type_key: str = "target.api_endpoint.type") -> TaskSpec:
     """The spec that runs ``evaluation.tasks[i]`` (``key`` is that path), checked against
-    the target's endpoint type. A pinned ``container`` replaces the image, or makes an unknown
-    name a custom task."""
+    the endpoint type the task uses (set at ``type_key``). A pinned ``container`` replaces the
+    image, or makes an unknown name a custom task."""
     found = find(name)
     if not (container and found is None):
         found = prefer(name, found, endpoint_type, source=source, key=f"{key}.name")
@@ -251,7 +252,8 @@ def resolve(name: str, *, container: str | None, endpoint_type: str, source: str
                               key=f"{key}.name")
         return TaskSpec(name, CUSTOM_HARNESS, container, (), False)
     spec = _known(name, found, source=source, key=f"{key}.name")
-    check_endpoint_type(spec, endpoint_type, source=source, key=f"{key}.name")
+    check_endpoint_type(spec, endpoint_type, source=source, key=f"{key}.name",
+                        type_key=type_key)
     if container:
         return attrs.evolve(spec, image=container)
     if not spec.image:
@@ -262,14 +264,14 @@ def resolve(name: str, *, container: str | None, endpoint_type: str, source: str
 
 
 def check_endpoint_type(spec: TaskSpec, endpoint_type: str, *, source: str | None,
-                        key: str) -> None:
+                        key: str, type_key: str = "target.api_endpoint.type") -> None:
     if endpoint_type in spec.endpoint_types:
         return
     wanted = " or ".join(spec.endpoint_types) or "unknown"
     message = (f"task '{display_name(spec)}' needs a {wanted} endpoint but "
-               f"target.api_endpoint.type is '{endpoint_type}'")
+               f"{type_key} is '{endpoint_type}'")
     usable = [t for t in spec.endpoint_types if t in TARGET_ENDPOINT_TYPES]
-    fixes = [f"set target.api_endpoint.type to {' or '.join(usable)} (with a URL of that kind)"
+    fixes = [f"set {type_key} to {' or '.join(usable)} (with a URL of that kind)"
              ] if usable else [f"the launcher drives only {' and '.join(TARGET_ENDPOINT_TYPES)} "
                                "endpoints, so it cannot run this task"]
     siblings = [t for t in all_tasks() if t.name == spec.name and t != spec

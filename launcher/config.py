@@ -23,7 +23,7 @@ import yaml
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from launcher import apikey, keypaths, missing, taskparams, yamlfile
+from launcher import apikey, keypaths, missing, semantics, yamlfile
 from launcher.errors import ConfigError
 
 
@@ -61,11 +61,14 @@ class Execution:
 class Task:
     name: str
     container: str | None = None
+    endpoint_type: str | None = None  # this task's target.api_endpoint.type (the reference's)
     dataset_dir: str | None = None
     dataset_mount_path: str = "/datasets"
     timeout: float | None = None  # seconds; a task running longer is stopped and marked failed
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
+    pre_cmd: str = ""  # shell in the container before / after the evaluation (launcher/hooks.py)
+    post_cmd: str = ""
 
 
 @attrs.frozen
@@ -73,6 +76,8 @@ class Evaluation:
     tasks: list[Task]
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
+    pre_cmd: str = ""  # every task's, unless the task has its own
+    post_cmd: str = ""
 
 
 @attrs.frozen
@@ -88,6 +93,8 @@ class Config:
     deployment: Deployment = attrs.field(factory=Deployment)
     env_vars: dict[str, str] = attrs.field(factory=dict)
     defaults: list[Any] = attrs.field(factory=list)
+    # Free-form, kept in the invocation record; never sent to a container (docs/reference-keys.md)
+    user_provided_metadata: dict[str, Any] = attrs.field(factory=dict)
 
 
 # --------------------------------------------------------------------------- conversion
@@ -173,6 +180,9 @@ KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
        " which this launcher does not have yet; the local executor runs every task on this "
        "Docker host: remove the key" for key in _SLURM_KEYS},
     ("Evaluation", "overrides"): _LEGACY_OVERRIDES,
+    **{(block, "user_provided_metadata"): "belongs at the top level of the config, beside "
+       "target and evaluation, as in the reference: move it there"
+       for block in ("Evaluation", "Execution", "Task")},
     ("Task", "overrides"): _LEGACY_OVERRIDES,
 }
 
@@ -329,61 +339,10 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
     except (ClassValidationError, IterableValidationError) as exc:
         key, message = _first_error(exc)
         raise ConfigError(message, source=source, key=key or None) from None
-    _check_semantics(config, source)
+    semantics.check(config, source)
     for text in dict.fromkeys(notes):
         note(text)
     return config, data
-
-
-def _check_semantics(config: Config, source: str) -> None:
-    ep = config.target.api_endpoint
-    if not ep.url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"expected an http(s) URL of an OpenAI-compatible endpoint, got '{ep.url}'",
-            source=source,
-            key="target.api_endpoint.url",
-        )
-    if ep.type not in ("chat", "completions"):
-        raise ConfigError(
-            f"expected 'chat' or 'completions', got '{ep.type}'",
-            source=source,
-            key="target.api_endpoint.type",
-        )
-    if config.execution.type != "local":
-        raise ConfigError(
-            f"only the 'local' executor exists, got '{config.execution.type}'",
-            source=source,
-            key="execution.type",
-        )
-    if config.execution.max_parallel < 1:
-        raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",
-                          source=source, key="execution.max_parallel")
-    if config.execution.mode not in ("sequential", "parallel"):
-        raise ConfigError(
-            f"expected 'sequential' or 'parallel', got '{config.execution.mode}'",
-            source=source,
-            key="execution.mode",
-        )
-    if not config.evaluation.tasks:
-        raise ConfigError(
-            "no tasks: list at least one, e.g. tasks: [{name: gsm8k}]",
-            source=source,
-            key="evaluation.tasks",
-        )
-    taskparams.check_blocks(config.evaluation.nemo_evaluator_config,
-                            ["evaluation", "nemo_evaluator_config"], source=source)
-    for i, task in enumerate(config.evaluation.tasks):
-        taskparams.check_blocks(task.nemo_evaluator_config,
-                                ["evaluation", "tasks", i, "nemo_evaluator_config"], source=source)
-        scopes: list[tuple[list[keypaths.Part], dict[str, str]]] = [
-            (["env_vars"], config.env_vars),
-            (["evaluation", "env_vars"], config.evaluation.env_vars),
-            (["evaluation", "tasks", i, "env_vars"], task.env_vars)]
-        for scope, env in scopes:
-            for name in env:
-                if not name.isidentifier():
-                    raise ConfigError(f"'{name}' is not a valid environment variable name",
-                                      source=source, key=keypaths.render([*scope, name]))
 
 
 def task_evaluator_config(config: Config, task: Task) -> dict[str, Any]:

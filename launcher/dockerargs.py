@@ -3,11 +3,14 @@
 The launcher starts containers through the Docker API, not the CLI, so each flag is mapped to
 its API field. Only flags we can honour are accepted; anything else is a config error, never
 silently dropped. Volume sources are paths as the launcher sees them and are translated to
-host paths like every other mount.
+host paths like every other mount. ``--gpus`` and ``--device`` are read as the CLI reads them
+(``launcher/gpus.py``); sizes, ``--ipc`` and ``--runtime`` are checked here, so a value the
+engine would refuse is a config error before anything starts.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -15,6 +18,7 @@ import attrs
 
 from launcher.envvars import EnvVar, parse_spec
 from launcher.errors import ConfigError
+from launcher.gpus import GpuRequest, GpuValueError, parse_device, parse_gpus
 
 KEY = "execution.extra_docker_args"
 
@@ -37,13 +41,21 @@ class DockerArgs:
     mem_limit: str | None = None
     cpus: float | None = None
     ipc_mode: str | None = None
+    gpus: GpuRequest | None = None
+    devices: tuple[str, ...] = ()  # gpus.parse_device's canonical form, in the order given
+    runtime: str | None = None
 
 
 _VALUE_FLAGS = {
     "--network": "network", "--net": "network", "--add-host": "add_host", "-v": "volume",
     "--volume": "volume", "-e": "env", "--env": "env", "--shm-size": "shm_size",
-    "-m": "memory", "--memory": "memory", "--cpus": "cpus", "--ipc": "ipc",
+    "-m": "memory", "--memory": "memory", "--cpus": "cpus", "--ipc": "ipc", "--gpus": "gpus",
+    "--device": "device", "--runtime": "runtime",
 }
+# What the Docker SDK's parse_bytes (shm_size, mem_limit) reads: 512m, 1.5g, 100g, 1024.
+_SIZE = re.compile(r"\d+(\.\d+)?([kmg]b?|b)?", re.IGNORECASE)
+_IPC = re.compile(r"none|private|shareable|host|container:[A-Za-z0-9][\w.-]*")
+_RUNTIME = re.compile(r"[A-Za-z0-9][\w.-]*")
 
 
 def parse(text: str, *, source: str) -> DockerArgs:
@@ -51,7 +63,7 @@ def parse(text: str, *, source: str) -> DockerArgs:
         words = shlex.split(text or "")
     except ValueError as exc:
         raise ConfigError(f"cannot split into flags: {exc}", source=source, key=KEY) from None
-    fields: dict[str, Any] = {"add_hosts": [], "volumes": [], "env": []}
+    fields: dict[str, Any] = {"add_hosts": [], "volumes": [], "env": [], "device": []}
     i = 0
     while i < len(words):
         word = words[i]
@@ -61,8 +73,9 @@ def parse(text: str, *, source: str) -> DockerArgs:
             raise ConfigError(f"unsupported docker flag '{word}' (supported: {known})",
                               source=source, key=KEY)
         if not eq:
-            if i + 1 >= len(words):
-                raise ConfigError(f"flag '{flag}' needs a value", source=source, key=KEY)
+            if i + 1 >= len(words) or words[i + 1].startswith("-"):
+                raise ConfigError(f"flag '{flag}' needs a value ({flag} VALUE or {flag}=VALUE)",
+                                  source=source, key=KEY)
             value = words[i + 1]
             i += 1
         i += 1
@@ -76,6 +89,9 @@ def parse(text: str, *, source: str) -> DockerArgs:
         mem_limit=fields.get("memory"),
         cpus=fields.get("cpus"),
         ipc_mode=fields.get("ipc"),
+        gpus=fields.get("gpus"),
+        devices=tuple(fields["device"]),
+        runtime=fields.get("runtime"),
     )
 
 
@@ -106,5 +122,31 @@ def _apply(fields: dict[str, Any], kind: str, value: str, source: str) -> None:
         except ValueError:
             raise ConfigError(f"--cpus expects a number, got '{value}'", source=source,
                               key=KEY) from None
+    elif kind in ("gpus", "device"):
+        if kind == "gpus" and "gpus" in fields:
+            raise ConfigError("--gpus is given twice: give one --gpus with every GPU it needs",
+                              source=source, key=KEY)
+        try:
+            if kind == "gpus":
+                fields["gpus"] = parse_gpus(value)
+            else:
+                fields["device"].append(parse_device(value))
+        except GpuValueError as exc:
+            raise ConfigError(f"--{kind} {value}: {exc}", source=source, key=KEY) from None
     else:
+        _check_plain(kind, value, source)
         fields[kind] = value
+
+
+_PLAIN_CHECKS = {
+    "shm_size": (_SIZE, "--shm-size expects a size such as 1g or 512m"),
+    "memory": (_SIZE, "--memory expects a size such as 8g or 512m"),
+    "ipc": (_IPC, "--ipc expects host, private, shareable, none or container:NAME"),
+    "runtime": (_RUNTIME, "--runtime expects a runtime name such as nvidia"),
+}
+
+
+def _check_plain(kind: str, value: str, source: str) -> None:
+    check = _PLAIN_CHECKS.get(kind)
+    if check and not check[0].fullmatch(value):
+        raise ConfigError(f"{check[1]}, got '{value}'", source=source, key=KEY)

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from launcher import catalog, dockerargs, envvars, keypaths, taskparams
+from launcher import catalog, dockerargs, envvars, hooks, keypaths, taskparams
 from launcher.config import Config, deep_merge, task_evaluator_config
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
@@ -49,6 +49,7 @@ class Job:
     docker: DockerArgs
     container_name: str
     timeout: float | None = None
+    hooks: hooks.Hooks | None = None  # pre_cmd/post_cmd around the command (spec.for_job)
 
     @property
     def artifacts_dir(self) -> str:
@@ -93,9 +94,11 @@ def build(
     for index, task in enumerate(config.evaluation.tasks):
         key = f"evaluation.tasks[{index}]"
         # Unknown/ambiguous name, endpoint type mismatch, no image: ConfigError at the key.
-        spec = catalog.resolve(task.name, container=task.container,
-                               endpoint_type=config.target.api_endpoint.type,
-                               source=source, key=key)
+        endpoint_type = task.endpoint_type or config.target.api_endpoint.type
+        spec = catalog.resolve(task.name, container=task.container, endpoint_type=endpoint_type,
+                               source=source, key=key,
+                               type_key=f"{key}.endpoint_type" if task.endpoint_type
+                               else "target.api_endpoint.type")
         job_id = f"{inv_id}.{index}"
         job_dir = os.path.join(inv_dir, f"{spec.name}.{index}")
         run_config_path = f"{RESULTS_MOUNT}/{RUN_CONFIG_NAME}"
@@ -126,7 +129,9 @@ def build(
         )
         mounts.extend(_evaluation_mounts(config, source))
         evaluator_config = task_evaluator_config(config, task)
-        run_config = render_run_config(config, evaluator_config, spec.name)
+        run_config = render_run_config(config, evaluator_config, spec.name, endpoint_type)
+        if task.endpoint_type:
+            _check_task_url(run_config, task.endpoint_type, source=source, key=key)
         # A built-in task's params by the harness's own checks, before any container starts.
         taskparams.check(run_config, spec.name, builtin=spec.builtin,
                          task_config=task.nemo_evaluator_config,
@@ -147,8 +152,23 @@ def build(
             docker=extra,
             container_name=f"eval-launcher-{inv_id}-{index}",
             timeout=task.timeout,
+            hooks=hooks.for_task(config, index)[0],
         ))
     return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs))
+
+
+def _check_task_url(run_config: dict[str, Any], endpoint_type: str, *, source: str,
+                    key: str) -> None:
+    """A notice when a task's own endpoint type would go to a URL of the other kind (the
+    reference sends it there all the same; the task's nemo_evaluator_config can name its own)."""
+    url = str(run_config["target"]["api_endpoint"].get("url") or "")
+    path = url.split("?", 1)[0].rstrip("/")
+    other = ("chat" if path.endswith("/chat/completions") else
+             "completions" if path.endswith("/completions") else None)
+    if other is not None and other != endpoint_type:
+        catalog.notice(f"{endpoint_type} requests of this task go to {url}, a {other} URL; give "
+                       f"the task its own in {key}.nemo_evaluator_config.target.api_endpoint.url",
+                       source=source, key=f"{key}.endpoint_type")
 
 
 def _evaluation_mounts(config: Config, source: str) -> list[Mount]:
@@ -175,11 +195,14 @@ def _with_api_key(env: list[EnvVar], api_key_name: str | None) -> list[EnvVar]:
     return env
 
 
-def render_run_config(config: Config, evaluator_config: dict[str, Any],
-                      task: str) -> dict[str, Any]:
-    """The run config in the evaluation-container contract (no secret values, only names)."""
+def render_run_config(config: Config, evaluator_config: dict[str, Any], task: str,
+                      endpoint_type: str | None = None) -> dict[str, Any]:
+    """The run config in the evaluation-container contract (no secret values, only names).
+    ``endpoint_type``: the task's own (``evaluation.tasks[i].endpoint_type``) when it has one;
+    a ``target.api_endpoint`` in its ``nemo_evaluator_config`` still wins, as in the reference."""
     ep = config.target.api_endpoint
-    api_endpoint: dict[str, Any] = {"url": ep.url, "model_id": ep.model_id, "type": ep.type,
+    api_endpoint: dict[str, Any] = {"url": ep.url, "model_id": ep.model_id,
+                                    "type": endpoint_type or ep.type,
                                     "api_key_name": ep.api_key_name}
     if ep.adapter_config:
         api_endpoint["adapter_config"] = ep.adapter_config

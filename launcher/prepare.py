@@ -12,10 +12,11 @@ from typing import Any
 import attrs
 
 from launcher import config as config_mod
-from launcher import dataset_cache, dotenv, plan
+from launcher import dataset_cache, dotenv, hooks, plan
 from launcher.config import Config
 from launcher.envvars import resolve
 from launcher.errors import ConfigError
+from launcher.hostpaths import read_own_container_id
 
 
 @attrs.frozen
@@ -77,9 +78,14 @@ def check_output_dir(path: str, source: str) -> None:
                           key="execution.output_dir")
 
 
-def prepare(options: ConfigOptions, tasks: Sequence[str] = ()) -> Prepared:
+def prepare(options: ConfigOptions, tasks: Sequence[str] = (), *,
+            running: bool = False) -> Prepared:
+    """``running``: for a real run (pre_cmd/post_cmd without the trust switch refused, where a
+    dry run or a validation only notes it)."""
     loaded = select_tasks(load(options), tasks)
     invocation = plan.build(loaded.config, source=loaded.source)
+    hooks.check(loaded.config, source=loaded.source, running=running,
+                in_container=read_own_container_id() is not None)
     check_output_dir(invocation.output_dir, loaded.source)
     return _resolved(loaded, invocation)
 

@@ -195,6 +195,8 @@ class InvocationRecord:
     config: dict[str, Any]
     images: dict[str, str]
     jobs: list[JobRecord]
+    # The config's user_provided_metadata (the reference's key): for whoever reads the record.
+    user_provided_metadata: dict[str, Any] = attrs.field(factory=dict)
 
     def invocation(self, folder: str | None = None) -> Invocation:
         """The plan, with job folders rebased on ``folder`` (where the record was found now:
@@ -226,13 +228,14 @@ def resolve_jobs(invocation: Invocation, translator: PathTranslator, user: str |
 
 def build(invocation: Invocation, host: HostSource, jobs: list[JobRecord],
           raw_config: dict[str, Any], images: dict[str, str], launcher_container: str | None,
-          execution: Execution) -> InvocationRecord:
+          execution: Execution, metadata: dict[str, Any] | None = None) -> InvocationRecord:
     return InvocationRecord(
         invocation_id=invocation.invocation_id, created=invocation.created, ended=None,
         launcher_version=__version__,
         launcher=LauncherInfo(launcher_container, socket.gethostname(), os.getpid()),
         output_dir=invocation.output_dir, dir=invocation.dir, host_dir=host.source, host=host,
-        execution=execution, config=store.redact(raw_config), images=images, jobs=jobs)
+        execution=execution, config=store.redact(raw_config), images=images, jobs=jobs,
+        user_provided_metadata=store.redact(metadata or {}))
 
 
 def unstructure(record: InvocationRecord) -> dict[str, Any]:

@@ -37,9 +37,11 @@ def docker_run_words(spec: ContainerSpec) -> list[str]:
     words += [f"--add-host {quote(f'{h}:{ip}')}" for h, ip in spec.add_hosts]
     for flag, value in (("--shm-size", spec.shm_size), ("--memory", spec.mem_limit),
                         ("--cpus", spec.cpus), ("--ipc", spec.ipc_mode),
-                        ("--gpus", spec.gpus)):
+                        ("--gpus", spec.gpus.cli_value() if spec.gpus else None),
+                        ("--runtime", spec.runtime)):
         if value is not None:
             words.append(f"{flag} {quote(str(value))}")
+    words += [f"--device {quote(device)}" for device in spec.devices]
     if spec.entrypoint:
         words.append(f"--entrypoint {quote(spec.entrypoint)}")
     words += [var.shell_flag() for var in spec.env]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from launcher.envvars import EnvVar
+from launcher.gpus import GpuRequest
 from launcher.hostpaths import HostSource
 from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_PROBE, ROLE_SUPERVISOR
 from launcher.plan import Job
@@ -45,7 +46,9 @@ class ContainerSpec:
     mem_limit: str | None = None
     cpus: float | None = None
     ipc_mode: str | None = None
-    gpus: str | None = None  # "all" or a count: a GPU device request
+    gpus: GpuRequest | None = None  # --gpus: a GPU device request
+    devices: tuple[str, ...] = ()  # --device: HOST:CONTAINER:PERMS or a CDI name
+    runtime: str | None = None  # --runtime (e.g. nvidia)
     init: bool = True
     auto_remove: bool = False  # the engine removes it when it exits (the supervisor)
 
@@ -76,10 +79,13 @@ def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
             extra_labels: Mapping[str, str]) -> ContainerSpec:
     """The container of one job, as the host engine must run it."""
     d = job.docker
+    entrypoint, command = job.entrypoint, job.command
+    if job.hooks is not None:  # the same words for the backend and run.sh
+        entrypoint, command = job.hooks.wrap(entrypoint, command)
     return ContainerSpec(
         image=job.image,
-        command=job.command,
-        entrypoint=job.entrypoint,
+        command=command,
+        entrypoint=entrypoint,
         name=job.container_name,
         env=job.env if any(v.name == HOME_ENV.name for v in job.env) else (HOME_ENV, *job.env),
         mounts=host_mounts(job, to_host),
@@ -91,6 +97,9 @@ def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
         mem_limit=d.mem_limit,
         cpus=d.cpus,
         ipc_mode=d.ipc_mode,
+        gpus=d.gpus,
+        devices=d.devices,
+        runtime=d.runtime,
     )
 
 

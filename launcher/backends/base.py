@@ -57,6 +57,11 @@ class Backend(abc.ABC):
         Backends without named networks accept every spec."""
         return None
 
+    def check_runtimes(self, specs: Iterable[ContainerSpec]) -> None:
+        """EnvironmentProblem naming the first ``--runtime`` the backend does not have.
+        Backends without container runtimes to choose accept every spec."""
+        return None
+
     # ------------------------------------------------------------ one workload
 
     @abc.abstractmethod

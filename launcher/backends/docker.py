@@ -22,12 +22,17 @@ from docker.types import DeviceRequest
 from launcher import hostpaths
 from launcher.backends.base import Backend, Workload, WorkloadGone
 from launcher.errors import EnvironmentProblem
+from launcher.gpus import is_cdi
 from launcher.hostpaths import PathTranslator
 from launcher.spec import ContainerSpec
 from launcher.status import ContainerFact
 
 CONNECT_ATTEMPTS = 3
 BUILTIN_NETWORKS = frozenset({"bridge", "host", "none", "default"})
+NO_GPU_SUPPORT = (
+    "the Docker engine cannot give this container GPUs (--gpus in execution.extra_docker_args): "
+    "install the NVIDIA Container Toolkit and run `sudo nvidia-ctk runtime configure "
+    "--runtime=docker` (then restart Docker), or remove --gpus")
 
 
 def _engine_problem(exc: BaseException) -> EnvironmentProblem:
@@ -54,10 +59,6 @@ def _fact(attrs: Mapping[str, Any], fallback: str = "") -> ContainerFact:
 
 def create_kwargs(spec: ContainerSpec, env: Mapping[str, str]) -> dict[str, Any]:
     """The SDK's ``containers.create`` arguments for ``spec`` (what ``run.sh`` renders)."""
-    gpus = None
-    if spec.gpus:
-        count = -1 if spec.gpus == "all" else int(spec.gpus)
-        gpus = [DeviceRequest(count=count, capabilities=[["gpu"]])]
     return {
         "image": spec.image,
         "command": list(spec.command),
@@ -76,8 +77,25 @@ def create_kwargs(spec: ContainerSpec, env: Mapping[str, str]) -> dict[str, Any]
         "mem_limit": spec.mem_limit,
         "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
         "ipc_mode": spec.ipc_mode,
-        "device_requests": gpus,
+        "device_requests": device_requests(spec) or None,
+        "devices": [d for d in spec.devices if not is_cdi(d)] or None,
+        "runtime": spec.runtime,
     }
+
+
+def device_requests(spec: ContainerSpec) -> list[DeviceRequest]:
+    """``--gpus`` as the CLI sends it, then the CDI names of ``--device`` as one request of
+    driver ``cdi`` (the CLI does the same)."""
+    out = []
+    if spec.gpus:
+        g = spec.gpus
+        out.append(DeviceRequest(driver=g.driver or "", count=g.count or 0,
+                                 device_ids=list(g.device_ids) or None,
+                                 capabilities=g.engine_capabilities()))
+    cdi = [d for d in spec.devices if is_cdi(d)]
+    if cdi:
+        out.append(DeviceRequest(driver="cdi", device_ids=cdi))
+    return out
 
 
 class DockerBackend(Backend):
@@ -144,6 +162,18 @@ class DockerBackend(Backend):
             except DockerException as exc:
                 raise _engine_problem(exc) from None
 
+    def check_runtimes(self, specs: Iterable[ContainerSpec]) -> None:
+        have = sorted(self.info.get("Runtimes") or {})
+        for name in sorted({s.runtime for s in specs if s.runtime}):
+            if have and name not in have:
+                hint = (" install the NVIDIA Container Toolkit and run `sudo nvidia-ctk runtime "
+                        "configure --runtime=docker` (then restart Docker), or" if name == "nvidia"
+                        else "")
+                raise EnvironmentProblem(
+                    f"runtime '{name}' (--runtime in execution.extra_docker_args) is not on the "
+                    f"Docker engine, which has {', '.join(have)}:{hint} remove --runtime {name} "
+                    "(with --gpus, the engine's default runtime usually suffices)")
+
     # ------------------------------------------------------------ one workload
 
     def _container(self, handle: str) -> Container:
@@ -161,9 +191,11 @@ class DockerBackend(Backend):
         container = self.client.containers.create(kwargs.pop("image"), **kwargs)
         try:
             container.start()
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
+            if isinstance(exc, APIError) and "could not select device driver" in str(exc):
+                raise EnvironmentProblem(NO_GPU_SUPPORT) from None
             raise
         handle = str(container.id)
         with self._lock:

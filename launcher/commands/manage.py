@@ -112,6 +112,8 @@ def info(output_dir: str, ident: str) -> int:
     print(f"launcher     {rec.launcher_version}   images {rec.images}")
     print(f"folder       {host}")
     print(f"rerun all    bash {host}/{RUN_ALL[0]}")
+    if rec.user_provided_metadata:
+        print(f"metadata     {json.dumps(rec.user_provided_metadata, sort_keys=True)}")
     for job in run.jobs:
         print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
               f"env: {', '.join(job.env_names) or '-'}")

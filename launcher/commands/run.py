@@ -25,7 +25,7 @@ from launcher.spec import MountSpec, probe_spec, supervisor_spec
 def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
         host_output_dir: str | None, detach: bool = False, probe: bool = True) -> int:
     labels = labels_mod.extra_labels(os.environ)
-    prepared = prepare(options, tasks)
+    prepared = prepare(options, tasks, running=not dry_run)
     owner = store.owner_of(prepared.invocation.output_dir)
     if dry_run:
         prepared = with_dataset_cache(prepared, download=False)
@@ -45,11 +45,14 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     host, jobs = record.resolve_jobs(inv, translator, None if backend.rootless else owner.user,
                                      labels, images)
     backend.check_networks(job.container for job in jobs)
+    backend.check_runtimes(job.container for job in jobs)
     if probe:
         probe_endpoint(backend, prepared, labels)
-    execution = prepared.loaded.config.execution
+    config = prepared.loaded.config
+    execution = config.execution
     rec = record.build(inv, host, jobs, prepared.loaded.raw, images, translator.container_id,
-                       record.Execution(execution.mode, execution.max_parallel, detach))
+                       record.Execution(execution.mode, execution.max_parallel, detach),
+                       config.user_provided_metadata)
     write_invocation(prepared, rec, owner)
     print(f"invocation {inv.invocation_id}: {host.describe()}", file=sys.stderr)
     if detach:

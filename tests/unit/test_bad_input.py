@@ -68,6 +68,15 @@ CASES = [
     ("task endpoint type", None, {"evaluation__tasks__0__name": "lm-evaluation-harness.mgsm"}, [],
      "key 'evaluation.tasks[0].name': task 'lm-evaluation-harness.mgsm' needs a completions "
      "endpoint but target.api_endpoint.type is 'chat'"),
+    ("unsupported docker flag", None, {"execution__extra_docker_args": "--gpus all --privileged"},
+     [], "key 'execution.extra_docker_args': unsupported docker flag '--privileged'"),
+    ("bad --gpus value", None, {"execution__extra_docker_args": "--gpus 0"}, [],
+     "key 'execution.extra_docker_args': --gpus 0: '0' is not all or a positive count; write "
+     "--gpus all, --gpus 2, --gpus device=0,1 or --gpus capabilities=compute,utility"),
+    ("task endpoint_type value", None, {"evaluation__tasks__0__endpoint_type": "vlm"}, [],
+     "key 'evaluation.tasks[0].endpoint_type': expected 'chat' or 'completions', got 'vlm'"),
+    ("metadata not a mapping", None, {"user_provided_metadata": "ablations"}, [],
+     "key 'user_provided_metadata': expected a mapping, got str 'ablations'"),
     ("adapter config type", None, {}, ["-o", "+target.api_endpoint.adapter_config.use_caching=3"],
      "key 'target.api_endpoint.adapter_config.use_caching': must be true or false"),
 ]

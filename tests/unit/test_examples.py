@@ -56,3 +56,25 @@ def test_env_vars_example_resolves_all_forms(tmp_path):
     assert document["config"]["evaluation"]["tasks"][0]["nemo_evaluator_config"]["config"][
         "params"]["limit_samples"] == 25
     assert document["config"]["execution"]["output_dir"] == "./results"
+
+
+def test_reference_keys_example_reads_as_documented(tmp_path):
+    """docs/reference-keys.md's example: the post_cmd is noted (not run) in a dry run, wraps
+    both tasks' commands, mmlu asks its completions URL, the metadata is in the config."""
+    example = EXAMPLES[0].parent / "reference_keys.yaml"
+    env_without = {k: v for k, v in os.environ.items() if k != "NEMO_EVALUATOR_TRUST_PRE_CMD"}
+    env_without["DOCKER_HOST"] = f"unix://{tmp_path}/nowhere.sock"  # nothing may start
+    proc = subprocess.run([sys.executable, "-m", "launcher", "run", "--config", str(example),
+                           "--dry-run"], capture_output=True, text=True, env=env_without,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: {example}, key 'evaluation.post_cmd': runs shell commands" in proc.stderr
+    document = yaml.safe_load(proc.stdout)
+    for job in document["plan"]["jobs"]:
+        assert job["command"][0] == "/bin/sh" and "ls -l /results" in job["command"]
+    assert document["config"]["user_provided_metadata"]["experiment"] == "ablations-0820"
+    proc = subprocess.run([sys.executable, "-m", "launcher", "run", "--config", str(example)],
+                          capture_output=True, text=True, env=env_without, cwd=tmp_path,
+                          timeout=60)
+    assert proc.returncode == 2 and "NEMO_EVALUATOR_TRUST_PRE_CMD=1" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -13,9 +13,10 @@ import attrs
 import pytest
 import yaml
 
-from launcher import backends, labels, runs
+from launcher import backends, hooks, labels, runs
 from launcher.commands import run as run_cmd
 from launcher.envvars import EnvVar
+from launcher.gpus import GpuRequest
 from launcher.hostpaths import HostSource
 from launcher.prepare import ConfigOptions
 from launcher.spec import ContainerSpec, MountSpec
@@ -25,18 +26,19 @@ SECRET = "s3cr3t-value-never-in-scripts"
 
 
 def docker_run_of(script: str) -> list[str]:
-    """The words of the ``docker run`` command in a rerun script."""
-    lines = script.splitlines()
-    start = next(i for i, line in enumerate(lines)
-                 if line.removeprefix("exec ").startswith("docker run"))
-    command = []
-    for line in lines[start:]:
-        command.append(line.rstrip("\\").strip())
-        if not line.endswith("\\"):
+    """The words of the ``docker run`` command in a rerun script (a quoted word may span
+    lines: a multi-line pre_cmd)."""
+    start = re.search(r"^(exec )?docker run", script, re.MULTILINE)
+    assert start is not None
+    lexer = shlex.shlex(script[start.start():].removeprefix("exec ").replace("\\\n", " "),
+                        posix=True, punctuation_chars="|&;")
+    lexer.whitespace_split = True
+    words = []
+    for word in lexer:
+        if word == "\n" or word in ("|", "2>&1", "&&", ";") or word.startswith("2>"):
             break
-    text = " ".join(command).removeprefix("exec ")
-    text = text.split(" 2>&1 | tee ")[0]
-    return shlex.split(text)
+        words.append(word)
+    return words
 
 
 def _mount(value: str) -> MountSpec:
@@ -46,13 +48,31 @@ def _mount(value: str) -> MountSpec:
                      "readonly" in fields)
 
 
+def _gpus(value: str) -> GpuRequest:
+    """A ``--gpus`` value as docker's CLI reads it (opts/gpus.go): CSV fields, a bare one is
+    the count, one GPU when neither a count nor devices are given."""
+    fields: dict = {}
+    for field in next(csv.reader([value])):
+        key, eq, item = field.partition("=")
+        if not eq:
+            fields["count"] = -1 if field == "all" else int(field)
+        elif key in ("device", "capabilities"):
+            fields["device_ids" if key == "device" else key] = tuple(item.split(","))
+        else:
+            fields[key] = item
+    if "count" not in fields and "device_ids" not in fields:
+        fields["count"] = 1
+    return GpuRequest(**fields)
+
+
 def parse(words: list[str]) -> ContainerSpec:
     """``docker run`` words → ContainerSpec (the flags scripts.docker_run_words writes)."""
     assert words[:3] == ["docker", "run", "--rm"], words[:3]
-    fields: dict = {"init": False, "labels": {}, "mounts": [], "add_hosts": [], "env": []}
+    fields: dict = {"init": False, "labels": {}, "mounts": [], "add_hosts": [], "env": [],
+                    "devices": []}
     i = 3
     single = {"--user": "user", "--network": "network", "--shm-size": "shm_size",
-              "--memory": "mem_limit", "--ipc": "ipc_mode", "--gpus": "gpus",
+              "--memory": "mem_limit", "--ipc": "ipc_mode", "--runtime": "runtime",
               "--entrypoint": "entrypoint"}
     while words[i].startswith("-"):
         flag = words[i]
@@ -72,6 +92,10 @@ def parse(words: list[str]) -> ContainerSpec:
             fields["add_hosts"].append((host, ip))
         elif flag == "--cpus":
             fields["cpus"] = float(value)
+        elif flag == "--gpus":
+            fields["gpus"] = _gpus(value)
+        elif flag == "--device":
+            fields["devices"].append(value)
         elif flag == "-e":
             name, eq, rest = value.partition("=")
             ref = re.fullmatch(r"\$\{(\w+)\}", rest)
@@ -91,21 +115,26 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
     fake = FakeBackend()
     monkeypatch.setattr(backends, "connect", lambda: fake)
     monkeypatch.setenv(labels.LABELS_ENV, "suite=roundtrip")
+    monkeypatch.setenv(hooks.TRUST_ENV, "1")
     for name in ("UNIT_KEY", "HOST_VAR", "FROMHOST"):
         monkeypatch.setenv(name, SECRET)
     data = tmp_path / "data"
     data.mkdir()
     (data / "test.jsonl").write_text("")
     extra = (f"--network n --add-host h.local:10.0.0.1 -v named:/named:ro -v {data}:/extra "
-             "--shm-size 1g -m 2g --cpus 1.5 --ipc host -e LIT=some-value -e FROMHOST")
+             "--shm-size 1g -m 2g --cpus 1.5 --ipc host -e LIT=some-value -e FROMHOST "
+             "--gpus '\"device=0,1\",capabilities=compute' --device /dev/null "
+             "--device nvidia.com/gpu=all --runtime nvidia")
     path = tmp_path / "eval.yaml"
     path.write_text(yaml.safe_dump({
         "execution": {"output_dir": str(tmp_path / "out"), "extra_docker_args": extra},
         "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions",
                                     "model_id": "m", "api_key_name": "UNIT_KEY"}},
         "env_vars": {"INNER": "HOST_VAR", "MODE": "lit:fast"},
-        "evaluation": {"tasks": [{"name": "gsm8k", "dataset_dir": str(data)},
-                                 {"name": "humaneval"}]},
+        "evaluation": {"post_cmd": "ls /results",
+                       "tasks": [{"name": "gsm8k", "dataset_dir": str(data)},
+                                 {"name": "humaneval",
+                                  "pre_cmd": "export A='it''s'\necho \"$A\" | tee /tmp/x\n"}]},
     }))
     if volume_output:  # results in a named volume: the script is an `exec docker run`
         real = fake.path_translator
@@ -135,6 +164,11 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
         assert SECRET in started.env.values()  # the values went to the backend, in memory
         assert parse(docker_run_of(script)) == attrs.evolve(started.spec, name=None)
         assert started.spec.labels["suite"] == "roundtrip"
+        assert started.spec.gpus == GpuRequest(device_ids=("0", "1"),
+                                               capabilities=("compute",))
+        assert started.spec.devices == ("/dev/null:/dev/null:rwm", "nvidia.com/gpu=all")
+        assert started.spec.runtime == "nvidia"
+        assert started.spec.entrypoint == hooks.SHELL and "ls /results" in started.spec.command
     if volume_output:
         assert jobs[0].spec.mounts[0].source.kind == "volume"
         assert any(m.source.source == f"/host{data}" for m in jobs[0].spec.mounts)
