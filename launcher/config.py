@@ -184,6 +184,12 @@ KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
        "target and evaluation, as in the reference: move it there"
        for block in ("Evaluation", "Execution", "Task")},
     ("Task", "overrides"): _LEGACY_OVERRIDES,
+    ("Execution", "auto_export"): "is the reference's export after each job (MLflow, W&B, "
+    "gsheets), which this launcher does not have yet; the scores are in each job's "
+    "artifacts/results.yml and `launcher status <invocation id>` prints them: remove the key",
+    ("Config", "export"): "configures the reference's export (MLflow, W&B, gsheets), which this "
+    "launcher does not have yet; the scores are in each job's artifacts/results.yml and "
+    "`launcher status <invocation id>` prints them: remove the block",
 }
 
 

@@ -1,9 +1,12 @@
 """Environment variables for evaluation containers, passed by NAME, never written anywhere.
 
 Config values follow the reference launcher: a bare value is the NAME of a host variable,
-``host:NAME`` says the same explicitly, ``lit:value`` is a literal. Host values are read from
-the launcher's environment only at container start and handed to the engine in memory; files
-the launcher writes (scripts, records, dry-run output) refer to them as ``$NAME``.
+``host:NAME`` says the same explicitly, ``lit:value`` is a literal, ``runtime:NAME`` a variable
+of the environment the container starts from that need not be set when the config is checked
+(unset then, the container gets it empty instead of the run stopping). Host values are
+read from the launcher's environment only at container start and handed to the engine in
+memory; files the launcher writes (scripts, records, dry-run output) refer to them as
+``$NAME``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class EnvVar:
     name: str  # the name inside the evaluation container
     host_name: str | None = None  # read from this host variable ...
     literal: str | None = None  # ... or this fixed value
+    runtime: bool = False  # runtime:NAME: need not be set; empty in the container when unset
 
     @property
     def from_host(self) -> bool:
@@ -35,6 +39,8 @@ class EnvVar:
             from shlex import quote
 
             return f"-e {quote(f'{self.name}={self.literal}')}"
+        if self.runtime:  # empty when unset, as the backend passes it
+            return f'-e {self.name}="${{{self.host_name}-}}"'
         if self.host_name == self.name:
             return f"-e {self.name}"
         return f'-e {self.name}="${{{self.host_name}}}"'
@@ -56,14 +62,16 @@ def parse_spec(name: str, spec: str, *, source: str, key: str) -> EnvVar:
                 key=key,
             )
         return EnvVar(name, literal=spec.removeprefix("lit:"))
-    host = spec.removeprefix("host:").removeprefix("$")
+    runtime = spec.startswith("runtime:")
+    host = spec.removeprefix("runtime:").removeprefix("host:").removeprefix("$")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", host):
         raise ConfigError(
-            f"'{spec}' is not a host variable name; use NAME, host:NAME or lit:value",
+            f"'{spec}' is not a host variable name; use NAME, host:NAME, runtime:NAME or "
+            "lit:value",
             source=source,
             key=key,
         )
-    return EnvVar(name, host_name=host)
+    return EnvVar(name, host_name=host, runtime=runtime)
 
 
 def merge(scopes: Iterable[tuple[str, Mapping[str, str]]], *, source: str) -> list[EnvVar]:
@@ -83,6 +91,8 @@ def resolve(env: Iterable[EnvVar], environ: Mapping[str, str], *, source: str) -
             values[var.name] = var.literal or ""
         elif var.host_name in environ:
             values[var.name] = environ[var.host_name]
+        elif var.runtime:
+            values[var.name] = ""
         else:
             raise ConfigError(
                 f"host environment variable {var.host_name} is not set (needed for {var.name} "

@@ -53,7 +53,7 @@ def docker_run_words(spec: ContainerSpec) -> list[str]:
 def render_job_script(job: JobRecord) -> str:
     spec, job_dir = job.container, job.host_dir
     run = " \\\n  ".join(docker_run_words(spec))
-    host_vars = sorted({v.host_name for v in spec.env if v.host_name})
+    host_vars = sorted({v.host_name for v in spec.env if v.host_name and not v.runtime})
     needs = "".join(f': "${{{name}:?export {name} first}}"\n' for name in host_vars)
     if job_dir.kind != "bind":
         return (

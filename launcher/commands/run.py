@@ -162,7 +162,7 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     for job in jobs:  # fails before anything starts if a variable is unset
         envvars.resolve(job.env, environ, source=inv.dir)
         for var in job.env:  # host variables by their HOST names, as the supervisor reads them
-            if var.host_name:
+            if var.host_name and var.host_name in environ:  # runtime: ones may be unset
                 env[var.host_name] = environ[var.host_name]
     image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)
     args = ["supervise", inv.dir]

@@ -98,10 +98,10 @@ def parse(words: list[str]) -> ContainerSpec:
             fields["devices"].append(value)
         elif flag == "-e":
             name, eq, rest = value.partition("=")
-            ref = re.fullmatch(r"\$\{(\w+)\}", rest)
+            ref = re.fullmatch(r"\$\{(\w+)(-?)\}", rest)
             fields["env"].append(EnvVar(name, host_name=name) if not eq else
-                                 EnvVar(name, host_name=ref.group(1)) if ref else
-                                 EnvVar(name, literal=rest))
+                                 EnvVar(name, host_name=ref.group(1), runtime=bool(ref.group(2)))
+                                 if ref else EnvVar(name, literal=rest))
         else:
             fields[single[flag]] = value
     return ContainerSpec(
@@ -130,7 +130,7 @@ def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypa
         "execution": {"output_dir": str(tmp_path / "out"), "extra_docker_args": extra},
         "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions",
                                     "model_id": "m", "api_key_name": "UNIT_KEY"}},
-        "env_vars": {"INNER": "HOST_VAR", "MODE": "lit:fast"},
+        "env_vars": {"INNER": "HOST_VAR", "MODE": "lit:fast", "SCRATCH": "runtime:RT_VAR"},
         "evaluation": {"post_cmd": "ls /results",
                        "tasks": [{"name": "gsm8k", "dataset_dir": str(data)},
                                  {"name": "humaneval",
