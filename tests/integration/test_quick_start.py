@@ -1,7 +1,8 @@
 """The seeds' quick-start command shape, on the real engine: ``run --config-dir DIR
 --config-name NAME -o target.api_endpoint.api_key=NAME`` (the older spelling of api_key_name),
-as a dry run and as a real run against the reference endpoint; then the invocation's
-``run_all.sh`` reruns every task from a host shell."""
+with a NeMo-shaped config (sibling defaults file, helper block, host/lit/runtime env values,
+metadata), as a dry run and as a real run against the reference endpoint; then the
+invocation's ``run_all.sh`` reruns every task from a host shell."""
 
 from __future__ import annotations
 
@@ -31,13 +32,20 @@ def test_quick_start_shape_dry_run_real_run_and_run_all(tmp_path, launcher_image
     endpoint = reference_endpoint(0.5)
     config_dir = tmp_path / "examples"
     config_dir.mkdir()
+    # NeMo-shaped: the target in a sibling file of the defaults list, a top-level helper block
+    # used through ${...}, env values of all three forms, user_provided_metadata.
+    (config_dir / "_endpoints.yaml").write_text(yaml.safe_dump({
+        "target": {"api_endpoint": {"url": endpoint.url, "model_id": "reference",
+                                    "api_key_name": "NGC_API_KEY"}}}))
     (config_dir / "local_quick_start.yaml").write_text(yaml.safe_dump({
-        "defaults": [{"execution": "local"}, {"deployment": "none"}, "_self_"],
+        "defaults": [{"execution": "local"}, {"deployment": "none"}, "_endpoints", "_self_"],
+        "common": {"limit": 6},
         "execution": {"output_dir": "/results",
                       "extra_docker_args": f"--network {network.name}"},
-        "target": {"api_endpoint": {"url": endpoint.url, "model_id": "reference",
-                                    "api_key_name": "NGC_API_KEY"}},
-        "evaluation": {"nemo_evaluator_config": {"config": {"params": {"limit_samples": 6}}},
+        "env_vars": {"RUN_MODE": "lit:quick", "SCRATCH": "runtime:QUICK_START_UNSET_VAR"},
+        "user_provided_metadata": {"team": "evals"},
+        "evaluation": {"nemo_evaluator_config": {"config": {"params": {
+                           "limit_samples": "${common.limit}"}}},
                        "tasks": [{"name": "humaneval"},
                                  {"name": "gsm8k", "dataset_dir": "/data/gsm8k"}]},
     }, sort_keys=False))
