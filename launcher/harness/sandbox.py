@@ -27,8 +27,9 @@ The layers, from the outside in; each one holds even if the program defeats the 
    or stop the supervisor or the harness even with the same uid (Landlock also denies ptrace,
    hence /proc/<pid>/environ, of processes outside). ``no_new_privs`` is set first.
 4. **seccomp** (x86_64, aarch64): chmod/chown/utime/xattr calls fail with EPERM (Landlock does
-   not cover the metadata of existing files), as does every syscall of a foreign ABI (32-bit
-   ``int 0x80``, x32).
+   not cover the metadata of existing files), as do ``socket()`` for anything but AF_UNIX (no
+   TCP, UDP, DNS or raw sockets, Landlock or not), ``io_uring_setup`` and every syscall of a
+   foreign ABI (32-bit ``int 0x80``, x32).
 5. **Resource limits**: RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE (largest file),
    RLIMIT_CORE=0, RLIMIT_NPROC (the uid's current task count + ``max_processes``: a fork bomb
    gets EAGAIN). Parent-death signal: the program dies if the supervisor dies.
@@ -107,12 +108,17 @@ _SECCOMP_MODE_FILTER = 2
 _CAPABILITY_VERSION_3 = 0x20080522
 
 # seccomp: syscalls that change the metadata of existing files, which Landlock does not cover
-# (chmod, chown, utime, xattrs), by architecture: (AUDIT_ARCH_*, numbers).
+# (chmod, chown, utime, xattrs), and io_uring_setup (425: io_uring can open sockets behind
+# seccomp's back), by architecture: (AUDIT_ARCH_*, numbers, the number of socket()).
+# socket() is allowed for AF_UNIX only: no TCP, UDP (so no DNS) or raw sockets, with or
+# without Landlock (whose network rules cover TCP only).
 _SECCOMP_DENY = {
     "x86_64": (0xC000003E, (90, 91, 268, 452, 92, 93, 94, 260, 132, 235, 261, 280,
-                            188, 189, 190, 197, 198, 199, 463, 466)),
-    "aarch64": (0xC00000B7, (52, 53, 452, 54, 55, 88, 5, 6, 7, 14, 15, 16, 463, 466)),
+                            188, 189, 190, 197, 198, 199, 463, 466, 425), 41),
+    "aarch64": (0xC00000B7, (52, 53, 452, 54, 55, 88, 5, 6, 7, 14, 15, 16, 463, 466, 425),
+                198),
 }  # fmt: skip
+_AF_UNIX = 1
 
 # landlock_ruleset_attr.handled_access_fs bits, by the ABI that introduced them
 _FS_EXECUTE = 1 << 0
@@ -283,7 +289,7 @@ def describe(python: str | None = None, drop_privileges: bool = True) -> str:
     else:
         parts.append("no Landlock (kernel or seccomp refuses it)")
     if _seccomp_program() is not None:
-        parts.append("seccomp (no chmod/chown/utime/xattr)")
+        parts.append("seccomp (no chmod/chown/utime/xattr, no sockets but AF_UNIX)")
     if plan.uid is not None:
         parts.append(f"uid {plan.uid}")
     elif os.geteuid() == 0:
@@ -454,7 +460,7 @@ def _seccomp_program() -> tuple[int] | None:
     table = _SECCOMP_DENY.get(os.uname().machine)
     if table is None:
         return None
-    arch, numbers = table
+    arch, numbers, socket_nr = table
 
     class SockFilter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
@@ -466,12 +472,15 @@ def _seccomp_program() -> tuple[int] | None:
     ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE|K, BPF_RET|K
     allow, eperm = 0x7FFF0000, 0x00050000 | errno.EPERM
     n = len(numbers)
-    code = [
+    code = [  # jumps are relative: jt/jf instructions are skipped
         (ld, 0, 0, 4),  # seccomp_data.arch
         (jeq, 1, 0, arch),
         (ret, 0, 0, eperm),
         (ld, 0, 0, 0),  # seccomp_data.nr
-        (jge, n + 1, 0, 0x40000000),  # x32 syscalls
+        (jge, n + 4, 0, 0x40000000),  # x32 syscalls -> EPERM
+        (jeq, 0, 2, socket_nr),  # socket(): look at its domain; else on to the list
+        (ld, 0, 0, 16),  # seccomp_data.args[0], low 32 bits (little-endian)
+        (jeq, n, n + 1, _AF_UNIX),  # AF_UNIX -> allow, any other domain -> EPERM
         *[(jeq, n - i, 0, nr) for i, nr in enumerate(numbers)],
         (ret, 0, 0, allow),
         (ret, 0, 0, eperm),

@@ -363,6 +363,50 @@ def test_no_tcp_connections(config: str) -> None:
     assert "PermissionError" in outcome.reason
 
 
+SOCKETS = textwrap.dedent("""
+    import socket
+    log = []
+    for name, family, kind in (('udp', socket.AF_INET, socket.SOCK_DGRAM),
+                               ('udp6', socket.AF_INET6, socket.SOCK_DGRAM),
+                               ('tcp', socket.AF_INET, socket.SOCK_STREAM),
+                               ('raw', socket.AF_PACKET, socket.SOCK_RAW),
+                               ('netlink', socket.AF_NETLINK, socket.SOCK_RAW)):
+        try:
+            socket.socket(family, kind).close()
+            log.append(name + ': opened')
+        except OSError as e:
+            log.append(name + ': ' + type(e).__name__)
+    try:
+        socket.getaddrinfo('localhost-dns-probe.invalid', 53)
+        log.append('dns: resolved')
+    except OSError as e:
+        log.append('dns: ' + type(e).__name__)
+    a, b = socket.socketpair()  # AF_UNIX stays usable (multiprocessing needs it)
+    a.sendall(b'x'); assert b.recv(1) == b'x'
+    raise RuntimeError('; '.join(log))
+""")
+
+
+@pytest.mark.skipif(sandbox._seccomp_program() is None, reason="no seccomp table here")
+@pytest.mark.parametrize("landlock", [True, False], ids=["landlock", "no-landlock"])
+def test_no_udp_dns_tcp_or_raw_sockets_with_or_without_landlock(landlock: bool) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(0.5)
+        port = receiver.getsockname()[1]
+        sender = SOCKETS.replace("raise RuntimeError", f"import posix\ntry:\n"
+                                 f"    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                                 f"    s.sendto(b'exfiltrated', ('127.0.0.1', {port}))\n"
+                                 f"except OSError:\n    pass\nraise RuntimeError", 1)
+        outcome = run_program(sender, landlock=landlock)
+        with pytest.raises(TimeoutError):
+            receiver.recvfrom(64)  # nothing arrived
+    assert not outcome.passed
+    for name in ("udp", "udp6", "tcp", "raw", "netlink"):
+        assert f"{name}: PermissionError" in outcome.reason, outcome.reason
+    assert "dns: resolved" not in outcome.reason and "opened" not in outcome.reason
+
+
 # The harness for the tests below is a subprocess, so that a failing layer kills only it.
 HARNESS = """
 import json, sys
