@@ -34,6 +34,7 @@ def docker_run_words(spec: ContainerSpec) -> list[str]:
               for m in spec.mounts]
     if spec.network:
         words.append(f"--network {quote(spec.network)}")
+    words += [f"--network-alias {quote(alias)}" for alias in spec.aliases]
     words += [f"--add-host {quote(f'{h}:{ip}')}" for h, ip in spec.add_hosts]
     for flag, value in (("--shm-size", spec.shm_size), ("--memory", spec.mem_limit),
                         ("--cpus", spec.cpus), ("--ipc", spec.ipc_mode),

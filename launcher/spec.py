@@ -15,7 +15,7 @@ import attrs
 from launcher.envvars import EnvVar
 from launcher.hostpaths import HostSource
 from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_PROBE, ROLE_SUPERVISOR
-from launcher.plan import Job
+from launcher.plan import Job, Mount, Server
 
 HOME_ENV = EnvVar("HOME", literal="/tmp")  # evaluation containers run as an arbitrary uid
 
@@ -40,6 +40,7 @@ class ContainerSpec:
     labels: dict[str, str] = attrs.field(factory=dict)
     user: str | None = None
     network: str | None = None
+    aliases: tuple[str, ...] = ()  # its names on ``network`` (the model server's)
     add_hosts: tuple[tuple[str, str], ...] = ()
     shm_size: str | None = None
     mem_limit: str | None = None
@@ -66,10 +67,24 @@ class ContainerSpec:
         return attrs.evolve(self, labels={**self.labels, **extra})
 
 
-def host_mounts(job: Job, to_host: Callable[[str], HostSource]) -> tuple[MountSpec, ...]:
+def host_mounts(job: Job | Server, to_host: Callable[[str], HostSource]
+                ) -> tuple[MountSpec, ...]:
+    mounts: tuple[Mount, ...] = job.mounts
     return tuple(MountSpec(m.target,
                            HostSource("volume", m.source) if m.is_named else to_host(m.source),
-                           m.read_only) for m in job.mounts)
+                           m.read_only) for m in mounts)
+
+
+def server_spec(server: Server, to_host: Callable[[str], HostSource],
+                extra_labels: Mapping[str, str]) -> ContainerSpec:
+    """The model server, as the host engine must run it: as the image's own user (servers
+    write caches where their image expects), named ``server.alias`` on the invocation's
+    network, with its GPU request."""
+    return ContainerSpec(
+        image=server.image, command=server.command, entrypoint=server.entrypoint,
+        name=server.container_name, env=server.env, mounts=host_mounts(server, to_host),
+        labels={**extra_labels, **server.labels}, network=server.network,
+        aliases=(server.alias,), shm_size=server.shm_size, gpus=server.gpus)
 
 
 def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import docker
+from docker.constants import DEFAULT_DOCKER_API_VERSION
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, EndpointConfig
 
 from launcher import hostpaths
 from launcher.backends.base import Backend, Workload, WorkloadGone
@@ -71,6 +72,9 @@ def create_kwargs(spec: ContainerSpec, env: Mapping[str, str]) -> dict[str, Any]
         "auto_remove": spec.auto_remove,
         "detach": True,
         "network": spec.network,
+        "networking_config": {spec.network: EndpointConfig(DEFAULT_DOCKER_API_VERSION,
+                                                           aliases=list(spec.aliases))}
+        if spec.network and spec.aliases else None,
         "extra_hosts": dict(spec.add_hosts) or None,
         "shm_size": spec.shm_size,
         "mem_limit": spec.mem_limit,

@@ -53,6 +53,18 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
             "user": spec.user,
             "labels": spec.labels,
         })
+    server = record.resolve_server(inv, translator, dict(labels))
+    plan_server = None
+    if server is not None:
+        sspec = server.container
+        plan_server = {
+            "type": server.plan.type, "name": sspec.name, "image": sspec.image,
+            "command": [sspec.entrypoint or "", *sspec.command],
+            "mounts": [f"{m.source.describe()}:{m.target}{':ro' if m.read_only else ''}"
+                       for m in sspec.mounts],
+            "env": server.env_names, "gpus": sspec.gpus, "network": sspec.network,
+            "health": server.plan.health_url,
+            "readiness_timeout": server.plan.readiness_timeout, "labels": sspec.labels}
     rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(job)
                 for job in jobs}
     all_script = scripts.render_all_script(inv.invocation_id, jobs)
@@ -60,6 +72,7 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
         rendered[f"{host.describe()}/{name}"] = all_script
     document = {"config": store.redact(prepared.loaded.raw),
                 "plan": {"invocation_id": inv.invocation_id, "dir": host.describe(),
+                         **({"server": plan_server} if plan_server else {}),
                          "jobs": plan_jobs},
                 "scripts": rendered}
     return (f"{note}\n" if note else "") + dump_yaml(document)

@@ -120,7 +120,7 @@ def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, st
     image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)
     if image is None:
         return  # only third-party images: they cannot run our probe
-    timeout = config.execution.endpoint_readiness_timeout
+    timeout = config.execution.readiness_timeout(deployed=False)
     args = ["probe-endpoint", "--url", ep.url, "--model-id", ep.model_id, "--timeout",
             str(timeout)]
     if ep.api_key_name:
