@@ -14,7 +14,13 @@ import attrs
 
 from launcher.envvars import EnvVar
 from launcher.hostpaths import HostSource
-from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_PROBE, ROLE_SUPERVISOR
+from launcher.labels import (
+    LABEL_INVOCATION,
+    LABEL_ROLE,
+    ROLE_PROBE,
+    ROLE_SUPERVISOR,
+    ROLE_WAITER,
+)
 from launcher.plan import Job, Mount, Server
 
 HOME_ENV = EnvVar("HOME", literal="/tmp")  # evaluation containers run as an arbitrary uid
@@ -129,3 +135,15 @@ def supervisor_spec(image: str, invocation_id: str, args: list[str], mounts: lis
         env=tuple(EnvVar(name, host_name=name) for name in env_names),
         mounts=tuple(mounts), auto_remove=True,
         labels={**labels, LABEL_INVOCATION: invocation_id, LABEL_ROLE: ROLE_SUPERVISOR})
+
+
+def waiter_spec(image: str, server: Server, url: str, model_id: str,
+                labels: Mapping[str, str]) -> ContainerSpec:
+    """Our image on the server's network, polling its health path every 0.1 s, then checking
+    it serves the model: it exits 0 when the server is ready, 3 at the readiness timeout."""
+    args = ("probe-endpoint", "--url", url, "--model-id", model_id, "--health-url",
+            server.health_url, "--timeout", f"{server.readiness_timeout:g}", "--interval", "0.1")
+    invocation = server.labels[LABEL_INVOCATION]
+    return ContainerSpec(image=image, command=args, entrypoint="launcher",
+                         name=f"eval-launcher-{invocation}-waiter", network=server.network,
+                         labels={**labels, LABEL_INVOCATION: invocation, LABEL_ROLE: ROLE_WAITER})

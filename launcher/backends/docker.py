@@ -148,6 +148,30 @@ class DockerBackend(Backend):
             except DockerException as exc:
                 raise _engine_problem(exc) from None
 
+    def create_network(self, name: str, labels: Mapping[str, str]) -> None:
+        try:
+            self.client.networks.get(name)
+            return
+        except NotFound:
+            pass
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        try:
+            self.client.networks.create(name, driver="bridge", labels=dict(labels))
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    def remove_networks(self, labels: Mapping[str, str]) -> int:
+        try:
+            found = self.client.networks.list(
+                filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        for network in found:
+            with contextlib.suppress(NotFound, APIError):
+                network.remove()
+        return len(found)
+
     # ------------------------------------------------------------ one workload
 
     def _container(self, handle: str) -> Container:
