@@ -144,8 +144,10 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
     server = rec.server
     inv_id = rec.invocation_id
     env = envvars.resolve(server.plan.env, environ, source=folder)
+    # The spec's own labels (EVAL_LAUNCHER_LABELS at planning) and this run's, on all we make.
+    ours = {**{k: v for k, v in server.container.labels.items() if k != LABEL_ROLE}, **labels}
     remove_leftovers(backend, inv_id)
-    backend.create_network(server.plan.network, {**labels, LABEL_INVOCATION: inv_id})
+    backend.create_network(server.plan.network, ours)
     log_path = os.path.join(folder, SERVER_LOG)
     with open(log_path, "wb"):
         pass
@@ -159,7 +161,7 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
     state = ServerState.STOPPED
     try:
         try:
-            took = wait_ready(backend, handle, rec, waiter_image, labels, log_path)
+            took = wait_ready(backend, handle, rec, waiter_image, ours, log_path)
         except ServerFailed as exc:
             state = ServerState.FAILED
             _write_state(folder, state, owner, exc.message.splitlines()[0])

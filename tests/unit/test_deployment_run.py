@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from launcher import runs, server
+from launcher.commands import manage
 from launcher.labels import LABEL_ROLE
 from launcher.record import JobState
 from tests.unit import test_orchestration as orch
@@ -35,7 +36,7 @@ def roles(backend: FakeBackend) -> list[str]:
     return [w.spec.labels.get(LABEL_ROLE, "job") for w in backend.started]
 
 
-def test_one_server_for_parallel_jobs(tmp_path, fake: FakeBackend):
+def test_one_server_for_parallel_jobs(tmp_path, fake: FakeBackend, capsys):
     fake.scripts.update(server=Script(hang=True, output=b"serving\n"), waiter=Script())
     assert launch(write_config(tmp_path, mode="parallel", max_parallel=2)) == 0
     assert roles(fake) == ["server", "waiter", "job", "job"]
@@ -50,6 +51,12 @@ def test_one_server_for_parallel_jobs(tmp_path, fake: FakeBackend):
     assert server.read_state(run.dir)[0] == server.ServerState.STOPPED
     with open(os.path.join(run.dir, "server.log"), encoding="utf-8") as fh:
         assert "serving" in fh.read()
+    capsys.readouterr()
+    assert manage.status(str(tmp_path / "out"), run.invocation_id, as_json=False) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("server generic eval-launcher:latest "
+                           "(http://eval-launcher-server:8000/health): stopped "), line
+    assert line.endswith(f"no container; log {run.dir}/server.log"), line
 
 
 @pytest.mark.parametrize(("waiter", "text"), [
