@@ -1,0 +1,123 @@
+"""Issue 14 on the real engine: a ``deployment: generic`` model server (this repo's image
+running the reference endpoint, as a model server would: loading first, then serving) shared
+by the tasks of an invocation, with the launcher running as a container over the socket.
+No registry and no GPU: the real server types are covered by tests/unit/test_deployment.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from tests.integration.conftest import SESSION_LABELS, ours, run_launcher_container
+from tests.integration.test_launcher_container import score
+
+pytestmark = pytest.mark.integration
+
+SERVER = "python -m launcher.testing.reference_endpoint --port 8000 --dataset-dir /data/gsm8k"
+
+
+class Deployed:
+    def __init__(self, tmp_path: Path, image: str, gsm8k: Path):
+        self.results = tmp_path / "results"
+        self.results.mkdir()
+        self.config_dir = tmp_path / "config"
+        self.config_dir.mkdir()
+        self.image, self.gsm8k = image, gsm8k
+
+    def run(self, server_args: str, tasks: list[dict], **execution):
+        data = {
+            "defaults": [{"execution": "local"}, {"deployment": "generic"}, "_self_"],
+            "execution": {"output_dir": "/results",
+                          "mounts": {"deployment": {"/data/gsm8k": "/data/gsm8k:ro"}},
+                          **execution},
+            "deployment": {"image": self.image, "served_model_name": "reference",
+                           "command": f"{SERVER} {server_args}"},
+            "evaluation": {"nemo_evaluator_config": {"config": {"params": {
+                "limit_samples": 10, "parallelism": 4}}}, "tasks": tasks},
+        }
+        (self.config_dir / "eval.yaml").write_text(yaml.safe_dump(data))
+        since = time.time() - 1
+        run = run_launcher_container(
+            self.image, ["run", "--config", "/config/eval.yaml"],
+            volumes=[(str(self.results), "/results", "rw"),
+                     (str(self.config_dir), "/config", "ro"),
+                     (str(self.gsm8k), "/data/gsm8k", "ro")], timeout=300)
+        return run, since
+
+    def invocation(self) -> tuple[Path, str]:
+        (inv,) = [p for p in self.results.iterdir() if p.is_dir()]
+        return inv, inv.name.split("-", 1)[1]
+
+
+@pytest.fixture
+def deployed(tmp_path, launcher_image, gsm8k_dir) -> Deployed:
+    return Deployed(tmp_path, launcher_image, gsm8k_dir)
+
+
+def starts(client: docker.DockerClient, invocation_id: str, since: float) -> list[str]:
+    """The role (server, waiter) or task of every container of the invocation the engine
+    started, from its event log."""
+    events = client.events(since=int(since), until=int(time.time()) + 1, decode=True, filters={
+        "type": "container", "event": "start",
+        "label": [f"eval-launcher.invocation={invocation_id}"]})
+    out = []
+    for event in events:
+        labels = event["Actor"]["Attributes"]
+        out.append(labels.get("eval-launcher.role") or labels.get("eval-launcher.task", "?"))
+    return out
+
+
+def nothing_left(client: docker.DockerClient, invocation_id: str) -> bool:
+    label = f"eval-launcher.invocation={invocation_id}"
+    return not client.containers.list(all=True, ignore_removed=True, filters=ours(label)) and \
+        not client.networks.list(filters=ours(label))
+
+
+def test_parallel_tasks_share_one_generic_server(deployed, docker_client):
+    run, since = deployed.run("--accuracy 0.5 --startup-delay-s 2",
+                              [{"name": "humaneval"},
+                               {"name": "gsm8k", "dataset_dir": "/data/gsm8k"}],
+                              mode="parallel", max_parallel=2)
+    assert run.exit_code == 0, run.stderr[-3000:]
+    inv, invocation_id = deployed.invocation()
+    assert score(inv / "humaneval.0" / "artifacts", "humaneval", "pass@1") == (0.5, 10)
+    assert score(inv / "gsm8k.1" / "artifacts", "gsm8k", "exact_match") == (0.5, 10)
+    started = starts(docker_client, invocation_id, since)
+    assert started.count("server") == 1, started
+    assert sorted(started) == ["gsm8k", "humaneval", "server", "waiter"], started
+    assert nothing_left(docker_client, invocation_id)
+    assert "loading the model for 2s" in (inv / "server.log").read_text()
+    assert (inv / "server.state").read_text().startswith("stopped ")
+    record = json.loads((inv / "invocation.json").read_text())
+    assert record["server"]["container"]["labels"]["eval-launcher.role"] == "server"
+    assert record["server"]["container"]["labels"] | SESSION_LABELS == record["server"][
+        "container"]["labels"]
+    assert "[server] ready after" in run.stderr
+
+
+@pytest.mark.parametrize(("server_args", "execution", "needles"), [
+    ("--startup-delay-s 1 --exit-before-ready 3", {},
+     ["exited with code 3 before it was ready", "failed to load the model (exit 3)"]),
+    ("--startup-delay-s 600", {"endpoint_readiness_timeout": 3},
+     ["model server not ready after 3s", "loading the model for 600s"]),
+])
+def test_a_server_that_is_never_ready_fails_the_run_and_starts_no_task(
+        deployed, docker_client, server_args, execution, needles):
+    began = time.monotonic()
+    run, since = deployed.run(server_args, [{"name": "gsm8k", "dataset_dir": "/data/gsm8k"}],
+                              **execution)
+    assert run.exit_code == 3, run.stderr[-3000:]
+    assert time.monotonic() - began < 60  # at once, not after a 600 s default
+    for needle in needles:  # why, and the last lines of the server's log
+        assert needle in run.stderr, run.stderr[-3000:]
+    inv, invocation_id = deployed.invocation()
+    started = starts(docker_client, invocation_id, since)
+    assert "gsm8k" not in started and started.count("server") == 1, started
+    assert nothing_left(docker_client, invocation_id)
+    assert (inv / "server.state").read_text().startswith("failed ")
+    assert (inv / "gsm8k.0" / "logs" / "stage.exit").read_text().split()[2] == "failed"
