@@ -122,6 +122,8 @@ def _not_started(inv: plan_mod.Invocation, only: set[str] | None, owner: store.O
         if only is not None and job.job_id not in only:
             continue
         folder = record.job_folder(job)
+        if folder.has(record.Marker.KILLED):  # `launcher kill` removed the loading server
+            continue
         folder.clear(record.Marker.RUNNING, record.Marker.EXIT)
         with open(folder.stdout_log, "a", encoding="utf-8") as log:
             log.write(f"eval-launcher: not started: {why}\n")

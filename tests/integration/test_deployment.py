@@ -13,7 +13,12 @@ import docker
 import pytest
 import yaml
 
-from tests.integration.conftest import SESSION_LABELS, ours, run_launcher_container
+from tests.integration.conftest import (
+    SESSION_LABELS,
+    launcher_container,
+    ours,
+    run_launcher_container,
+)
 from tests.integration.test_launcher_container import score
 
 pytestmark = pytest.mark.integration
@@ -29,7 +34,16 @@ class Deployed:
         self.config_dir.mkdir()
         self.image, self.gsm8k = image, gsm8k
 
-    def run(self, server_args: str, tasks: list[dict], **execution):
+    def volumes(self) -> list[tuple[str, str, str]]:
+        return [(str(self.results), "/results", "rw"), (str(self.config_dir), "/config", "ro"),
+                (str(self.gsm8k), "/data/gsm8k", "ro")]
+
+    def launcher(self, *args: str):
+        return run_launcher_container(self.image, list(args), volumes=self.volumes(),
+                                      timeout=300)
+
+    def write(self, server_args: str, tasks: list[dict], limit: int = 10,
+              parallelism: int = 4, **execution) -> None:
         data = {
             "defaults": [{"execution": "local"}, {"deployment": "generic"}, "_self_"],
             "execution": {"output_dir": "/results",
@@ -38,16 +52,19 @@ class Deployed:
             "deployment": {"image": self.image, "served_model_name": "reference",
                            "command": f"{SERVER} {server_args}"},
             "evaluation": {"nemo_evaluator_config": {"config": {"params": {
-                "limit_samples": 10, "parallelism": 4}}}, "tasks": tasks},
+                "limit_samples": limit, "parallelism": parallelism}}}, "tasks": tasks},
         }
         (self.config_dir / "eval.yaml").write_text(yaml.safe_dump(data))
+
+    def run(self, server_args: str, tasks: list[dict], **execution):
+        self.write(server_args, tasks, **execution)
         since = time.time() - 1
-        run = run_launcher_container(
-            self.image, ["run", "--config", "/config/eval.yaml"],
-            volumes=[(str(self.results), "/results", "rw"),
-                     (str(self.config_dir), "/config", "ro"),
-                     (str(self.gsm8k), "/data/gsm8k", "ro")], timeout=300)
-        return run, since
+        return self.launcher("run", "--config", "/config/eval.yaml"), since
+
+    def status(self, invocation_id: str) -> list[str]:
+        run = self.launcher("status", invocation_id, "--json")
+        assert run.exit_code == 0, run.stderr
+        return [job["state"] for job in json.loads(run.stdout)]
 
     def invocation(self) -> tuple[Path, str]:
         (inv,) = [p for p in self.results.iterdir() if p.is_dir()]
@@ -121,3 +138,68 @@ def test_a_server_that_is_never_ready_fails_the_run_and_starts_no_task(
     assert nothing_left(docker_client, invocation_id)
     assert (inv / "server.state").read_text().startswith("failed ")
     assert (inv / "gsm8k.0" / "logs" / "stage.exit").read_text().split()[2] == "failed"
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def servers(client: docker.DockerClient, invocation_id: str) -> list:
+    return client.containers.list(all=True, ignore_removed=True, filters={"label": [
+        *ours()["label"], f"eval-launcher.invocation={invocation_id}",
+        "eval-launcher.role=server"]})
+
+
+def start_in_background(deployed: Deployed):
+    """A launcher container running the config, and the invocation once a job runs."""
+    launcher = launcher_container(deployed.image, ["run", "--config", "/config/eval.yaml"],
+                                  volumes=deployed.volumes())
+    launcher.start()
+    inv = wait_for(lambda: [p for p in deployed.results.iterdir() if p.is_dir()])[0]
+    wait_for(lambda: (inv / "gsm8k.0" / "logs" / "stage.running").exists())
+    return launcher, inv, inv.name.split("-", 1)[1]
+
+
+def test_kill_mid_run_stops_the_server(deployed, docker_client):
+    deployed.write("--latency-ms 500", [{"name": "gsm8k", "dataset_dir": "/data/gsm8k"}],
+                   parallelism=1)
+    launcher, inv, invocation_id = start_in_background(deployed)
+    try:
+        assert [c.status for c in servers(docker_client, invocation_id)] == ["running"]
+        killed = deployed.launcher("kill", invocation_id)
+        assert killed.exit_code == 0, killed.stderr
+        launcher.get_wrapped_container().wait(timeout=60)
+        assert deployed.status(invocation_id) == ["killed"]
+        assert nothing_left(docker_client, invocation_id)
+    finally:
+        launcher.stop()
+
+
+def test_sigkilled_launcher_leaves_a_server_kill_finds_and_resume_restarts(
+        deployed, docker_client):
+    deployed.write("--accuracy 0.5 --latency-ms 300",
+                   [{"name": "gsm8k", "dataset_dir": "/data/gsm8k"}], parallelism=1)
+    launcher, inv, invocation_id = start_in_background(deployed)
+    try:
+        launcher.get_wrapped_container().kill(signal="SIGKILL")
+        # the server outlives the launcher, found by its labels by a new launcher
+        assert [c.status for c in servers(docker_client, invocation_id)] == ["running"]
+        assert "container running" in deployed.launcher("status", invocation_id).stdout
+        killed = deployed.launcher("kill", invocation_id)
+        assert killed.exit_code == 0, killed.stderr
+        assert nothing_left(docker_client, invocation_id)
+        since = time.time() - 1
+        resumed = deployed.launcher("resume", invocation_id)
+        assert resumed.exit_code == 0, resumed.stderr[-3000:]
+        assert deployed.status(invocation_id) == ["success"]
+        assert score(inv / "gsm8k.0" / "artifacts", "gsm8k", "exact_match") == (0.5, 10)
+        assert starts(docker_client, invocation_id, since).count("server") == 1
+        assert nothing_left(docker_client, invocation_id)
+    finally:
+        launcher.stop()
