@@ -5,6 +5,9 @@ network; a server that exits early or is never ready fails the run before any jo
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 
 import pytest
 import yaml
@@ -77,3 +80,34 @@ def test_server_failure_starts_no_job(tmp_path, fake: FakeBackend, waiter: Scrip
     assert [s.state for s in states(tmp_path, fake)] == [JobState.FAILED] * 2
     assert server.read_state(run.dir)[0] == server.ServerState.FAILED
     assert runs.load(run.dir) is not None and runs.load(run.dir).record.ended
+
+
+def _interrupt_when(predicate) -> threading.Thread:
+    """SIGINT to this process (Ctrl-C) once ``predicate()`` holds."""
+    def go() -> None:
+        deadline = time.monotonic() + 10
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_while_tasks_run_stops_the_server(tmp_path, fake: FakeBackend):
+    fake.scripts.update(server=Script(hang=True), waiter=Script(), gsm8k=Script(hang=True),
+                        humaneval=Script(hang=True))
+    _interrupt_when(lambda: "job" in roles(fake))
+    assert launch(write_config(tmp_path)) == 130
+    assert "job" in roles(fake) and all(w.removed for w in fake.started) and not fake.networks
+    assert server.read_state(only_run(tmp_path).dir)[0] == server.ServerState.STOPPED
+
+
+def test_ctrl_c_while_the_server_loads_stops_it(tmp_path, fake: FakeBackend):
+    fake.scripts.update(server=Script(hang=True), waiter=Script(hang=True))
+    _interrupt_when(lambda: "waiter" in roles(fake))
+    with pytest.raises(KeyboardInterrupt):
+        launch(write_config(tmp_path))
+    assert "job" not in roles(fake)
+    assert all(w.removed for w in fake.started) and not fake.networks
