@@ -65,9 +65,17 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
             "env": server.env_names, "gpus": sspec.gpus, "network": sspec.network,
             "health": server.plan.health_url,
             "readiness_timeout": server.plan.readiness_timeout, "labels": sspec.labels}
-    rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(job)
-                for job in jobs}
-    all_script = scripts.render_all_script(inv.invocation_id, jobs)
+    rec = record.build(inv, host, jobs, {}, {}, None, record.Execution(), server)
+    from launcher.commands.run import waiter_image
+    from launcher.serverscript import SERVER_SH, render_server_script
+
+    server_script = render_server_script(rec, waiter_image(inv))
+    server_dir = host.source if server_script else None
+    rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(
+        job, server_dir) for job in jobs}
+    if server_script:
+        rendered[f"{host.describe()}/{SERVER_SH}"] = server_script
+    all_script = scripts.render_all_script(inv.invocation_id, jobs, server_dir)
     for name in scripts.RUN_ALL:
         rendered[f"{host.describe()}/{name}"] = all_script
     document = {"config": store.redact(prepared.loaded.raw),

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import attrs
 import yaml
 
-from launcher import envvars, jobrun, record, report, scripts, store
+from launcher import envvars, jobrun, record, report, scripts, serverscript, store
 from launcher import labels as labels_mod
 from launcher import plan as plan_mod
 from launcher.backends.base import Backend
@@ -144,14 +144,19 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
             f"output folder {inv.output_dir} is not writable by the launcher ({exc.strerror}): "
             "choose another execution.output_dir, or mount it read-write",
             source=prepared.loaded.source, key="execution.output_dir") from None
+    server_script = serverscript.render_server_script(rec, waiter_image(inv))
+    server_dir = rec.host.source if server_script else None
+    if server_script:
+        store.write_atomic(os.path.join(inv.dir, serverscript.SERVER_SH), server_script, owner,
+                           0o755)
     for job_rec in rec.jobs:
         job = job_rec.plan
         store.write_atomic(os.path.join(record.job_folder(job).artifacts,
                                         plan_mod.RUN_CONFIG_NAME),
                            yaml.safe_dump(job.run_config, sort_keys=False), owner)
         store.write_atomic(os.path.join(job.job_dir, scripts.RUN_SH),
-                           scripts.render_job_script(job_rec), owner, 0o755)
-    all_script = scripts.render_all_script(inv.invocation_id, rec.jobs)
+                           scripts.render_job_script(job_rec, server_dir), owner, 0o755)
+    all_script = scripts.render_all_script(inv.invocation_id, rec.jobs, server_dir)
     for name in scripts.RUN_ALL:
         store.write_atomic(os.path.join(inv.dir, name), all_script, owner, 0o755)
     record.write(inv.dir, rec, owner)

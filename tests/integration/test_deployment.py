@@ -6,6 +6,7 @@ No registry and no GPU: the real server types are covered by tests/unit/test_dep
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -203,3 +204,46 @@ def test_sigkilled_launcher_leaves_a_server_kill_finds_and_resume_restarts(
         assert nothing_left(docker_client, invocation_id)
     finally:
         launcher.stop()
+
+
+def test_rerun_scripts_start_wait_for_and_stop_the_server(deployed, docker_client):
+    """run_all.sh (one server for both jobs) and a job's run.sh (its own) from a host shell
+    with only docker: the same scores, and nothing left."""
+    run, _ = deployed.run("--accuracy 0.5 --startup-delay-s 1",
+                          [{"name": "gsm8k", "dataset_dir": "/data/gsm8k"},
+                           {"name": "humaneval"}])
+    assert run.exit_code == 0, run.stderr[-3000:]
+    inv, invocation_id = deployed.invocation()
+    results = [inv / "gsm8k.0" / "artifacts", inv / "humaneval.1" / "artifacts"]
+    for script in (inv / "run_all.sh", inv / "gsm8k.0" / "run.sh"):
+        for folder in results:
+            (folder / "results.yml").unlink(missing_ok=True)
+        since = time.time() - 1
+        rerun = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                               timeout=300)
+        assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+        assert "eval-launcher: model server ready" in rerun.stderr
+        assert score(results[0], "gsm8k", "exact_match") == (0.5, 10)
+        if script.name == "run_all.sh":
+            assert score(results[1], "humaneval", "pass@1") == (0.5, 10)
+        started = starts(docker_client, invocation_id, since)
+        assert started.count("server") == 1, started
+        assert nothing_left(docker_client, invocation_id)
+    assert "reference endpoint (not a model)" in (inv / "server.log").read_text()
+
+
+def test_rerun_script_of_a_server_that_dies_says_so(deployed, docker_client):
+    run, _ = deployed.run("--startup-delay-s 1", [{"name": "gsm8k",
+                                                   "dataset_dir": "/data/gsm8k"}])
+    assert run.exit_code == 0, run.stderr[-3000:]
+    inv, invocation_id = deployed.invocation()
+    script = (inv / "server.sh").read_text()
+    assert "--startup-delay-s \\\n" in script  # one word a line: make it a crash instead
+    (inv / "server.sh").write_text(script.replace("--startup-delay-s \\\n",
+                                                  "--exit-before-ready \\\n"))
+    rerun = subprocess.run(["bash", str(inv / "gsm8k.0" / "run.sh")], capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 125, rerun.stderr
+    assert "the model server exited before it was ready" in rerun.stderr
+    assert "failed to load the model (exit 1)" in rerun.stderr
+    assert nothing_left(docker_client, invocation_id)

@@ -200,3 +200,41 @@ def test_no_deployment_keeps_the_probe_timeout(tmp_path):
     config, _ = load_config(str(path))
     assert config.execution.readiness_timeout(deployed=False) == 30
     assert plan.build(config, source=str(path)).server is None
+
+
+def test_server_sh_runs_the_recorded_server_spec(tmp_path):
+    """server.sh's ``docker run -d`` is the server spec the backend runs (parsed back), and
+    the job scripts start it unless run_all.sh did."""
+    import shlex
+
+    import attrs
+
+    from launcher import record, serverscript
+    from launcher.hostpaths import PathTranslator
+    from tests.unit.test_spec_roundtrip import parse
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    _, inv = load(tmp_path, "vllm", {"checkpoint_path": str(ckpt), "served_model_name": "m",
+                                     "env_vars": {"HF_TOKEN": "host:HF_TOKEN"}})
+    translator = PathTranslator(container_id=None)
+    host, jobs = record.resolve_jobs(inv, translator, None, {})
+    server = record.resolve_server(inv, translator, {})
+    rec = record.build(inv, host, jobs, {}, {}, None, record.Execution(), server)
+    text = serverscript.render_server_script(rec, "eval-launcher:latest")
+    assert text is not None and server is not None
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "docker run -d" in line)
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    words = shlex.split(" ".join(line.rstrip("\\") for line in lines[start:end + 1]))
+    assert words[:6] == ["docker", "run", "-d", "--init", "--name", "$NAME"]
+    words = ["docker", "run", "--rm", "--init", *words[6:words.index(">/dev/null")]]
+    assert parse(words) == attrs.evolve(server.container, name=None)
+    assert f"NAME={server.container.name}" in lines and ': "${HF_TOKEN:?export HF_TOKEN first}"' \
+        in lines
+    assert "--health-url http://eval-launcher-server:8000/health" in text
+    job_script = scripts.render_job_script(jobs[0], host.source)
+    assert f"bash {host.source}/server.sh start" in job_script
+    assert 'if [ -z "${EVAL_LAUNCHER_SERVER_UP:-}" ]; then' in job_script
+    all_script = scripts.render_all_script(inv.invocation_id, jobs, host.source)
+    assert all_script.index("server.sh start") < all_script.index("gsm8k.0/run.sh")
