@@ -111,3 +111,31 @@ def test_ctrl_c_while_the_server_loads_stops_it(tmp_path, fake: FakeBackend):
         launch(write_config(tmp_path))
     assert "job" not in roles(fake)
     assert all(w.removed for w in fake.started) and not fake.networks
+
+
+def test_detached_run_and_resume_start_the_server_in_the_supervisor(tmp_path, fake: FakeBackend,
+                                                                    monkeypatch):
+    from launcher import labels
+
+    monkeypatch.setenv("HF_TOKEN", "hf-secret")
+    path = write_config(tmp_path)
+    from pathlib import Path
+
+    data = yaml.safe_load(Path(path).read_text())
+    data["deployment"]["env_vars"] = {"HF_TOKEN": "host:HF_TOKEN"}
+    Path(path).write_text(yaml.safe_dump(data))
+    fake.scripts.update(server=Script(hang=True), waiter=Script(), gsm8k=Script(exit_code=1))
+    assert launch(path, detach=True) == 0
+    (supervisor,) = [w for w in fake.started if w.spec.labels.get(LABEL_ROLE) == "supervisor"]
+    assert supervisor.env["HF_TOKEN"] == "hf-secret"  # the server's variable, in memory
+    assert "server" not in roles(fake)  # the supervisor starts it
+    monkeypatch.setenv(labels.LABELS_ENV, "")
+    run = only_run(tmp_path)
+    assert manage.supervise(run.dir) == 1  # gsm8k failed
+    (srv,) = [w for w in fake.started if w.spec.labels.get(LABEL_ROLE) == "server"]
+    assert srv.env == {"HF_TOKEN": "hf-secret"} and srv.removed
+    fake.scripts["gsm8k"] = Script()
+    assert manage.resume(str(tmp_path / "out"), run.invocation_id, detach=False) == 0
+    assert roles(fake).count("server") == 2
+    assert all(w.removed for w in fake.started if w.spec.labels.get(LABEL_ROLE) != "supervisor")
+    assert [s.state for s in states(tmp_path, fake)] == [JobState.SUCCESS] * 2
