@@ -247,7 +247,11 @@ def supervise(invocation_dir: str, only: str | None) -> None:
 @click.option("--api-key-name", default=None, help="Env var holding the API key.")
 @click.option("--timeout", default=30.0, show_default=True, type=float,
               help="Seconds to wait for the endpoint to come up.")
-def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: float) -> None:
+@click.option("--health-url", default=None, help="First wait for 200 from this URL.")
+@click.option("--interval", default=1.0, show_default=True, type=float,
+              help="Seconds between attempts.")
+def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: float,
+                   health_url: str | None, interval: float) -> None:
     """Check that an endpoint is up and serves the model (exit 0 ready, 2 unknown model,
     3 unreachable). `run` does this once before any task starts.
 
@@ -257,7 +261,7 @@ def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: f
     """
     from launcher.probe import probe
 
-    sys.exit(probe(url, model_id, api_key_name, timeout))
+    sys.exit(probe(url, model_id, api_key_name, timeout, health_url, interval))
 
 
 @cli.group(context_settings=CONTEXT)

@@ -24,6 +24,8 @@ from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from launcher import apikey, keypaths, missing, semantics, yamlfile
+from launcher import deployment as deployment_mod
+from launcher.deployment import Deployment
 from launcher.errors import ConfigError
 
 
@@ -44,6 +46,7 @@ class Target:
 @attrs.frozen
 class Mounts:
     evaluation: dict[str, str] = attrs.field(factory=dict)  # launcher-side path: container path
+    deployment: dict[str, str] = attrs.field(factory=dict)  # the same, for the model server
 
 
 @attrs.frozen
@@ -53,8 +56,13 @@ class Execution:
     extra_docker_args: str = ""
     mode: str = "sequential"
     max_parallel: int = 4
-    endpoint_readiness_timeout: float = 30.0
+    endpoint_readiness_timeout: float | None = None  # 600 s for a deployment, 30 s otherwise
     mounts: Mounts = attrs.field(factory=Mounts)
+
+    def readiness_timeout(self, deployed: bool) -> float:
+        if self.endpoint_readiness_timeout is not None:
+            return self.endpoint_readiness_timeout
+        return 600.0 if deployed else 30.0
 
 
 @attrs.frozen
@@ -78,11 +86,6 @@ class Evaluation:
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
     pre_cmd: str = ""  # every task's, unless the task has its own
     post_cmd: str = ""
-
-
-@attrs.frozen
-class Deployment:
-    type: str = "none"
 
 
 @attrs.frozen
@@ -330,6 +333,7 @@ def load_config(path: str | None, overrides: Iterable[str] = (),
         if override not in groups:
             overrides_mod.apply(data, override)
     old_key = apikey.rename_old_api_key(data, overrides_mod.SOURCE, notes.append) or old_key
+    deployment_mod.fill_target(data, source)
     missing.check(data, composed, source=source, schema=Config)
     helpers = set(data) - {a.name for a in attrs.fields(Config)}
     helpers &= loader.referenced_roots(data)  # helper blocks (common: {...}) used by ${...}

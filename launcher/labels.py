@@ -21,6 +21,8 @@ LABEL_TASK = f"{LABEL_PREFIX}.task"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"
 ROLE_SUPERVISOR = "supervisor"
 ROLE_PROBE = "probe"
+ROLE_SERVER = "server"  # the model server of a deployment
+ROLE_WAITER = "waiter"  # polls the server's health from its network
 RESERVED = (LABEL_INVOCATION, LABEL_JOB, LABEL_TASK, LABEL_ROLE)
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 

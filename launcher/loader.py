@@ -233,12 +233,27 @@ def _env(name: str, default: Any = _NO_DEFAULT) -> Any:
     raise _EnvUnset(name)
 
 
+def _select_not_null(*args: Any, _root_: Any) -> Any:
+    """``${select_not_null:a.key,/fallback}`` (the reference's): the first argument that is a
+    key with a value, or that is not a key at all (a literal)."""
+    from omegaconf import OmegaConf
+
+    for arg in args:
+        if not isinstance(arg, str) or arg.startswith("/") or "." not in arg:
+            return arg
+        value = OmegaConf.select(_root_, arg, default=None)
+        if value is not None:
+            return value
+    return None
+
+
 def _register() -> None:
     global _registered
     if not _registered:
         from omegaconf import OmegaConf
 
         OmegaConf.register_new_resolver("oc.env", _env, replace=True, use_cache=False)
+        OmegaConf.register_new_resolver("select_not_null", _select_not_null, replace=True)
         _registered = True
 
 

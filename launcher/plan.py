@@ -61,12 +61,40 @@ class Job:
 
 
 @attrs.frozen
+class Server:
+    """The model server of an invocation (``deployment:``), shared by all its jobs: started
+    before the first, reached on the invocation's own network as ``alias``, stopped after
+    the last (see ``launcher/serverplan.py`` and ``launcher/server.py``)."""
+
+    type: str
+    image: str
+    entrypoint: str
+    command: tuple[str, ...]
+    env: tuple[EnvVar, ...]
+    mounts: tuple[Mount, ...]
+    labels: dict[str, str]
+    container_name: str
+    network: str
+    alias: str
+    port: int
+    health_path: str
+    gpus: str | None
+    shm_size: str | None
+    readiness_timeout: float
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{self.alias}:{self.port}{self.health_path}"
+
+
+@attrs.frozen
 class Invocation:
     invocation_id: str
     created: str  # ISO 8601, UTC
     output_dir: str
     dir: str
     jobs: tuple[Job, ...]
+    server: Server | None = None
 
 
 def new_invocation_id() -> str:
@@ -85,6 +113,14 @@ def build(
     output_dir = os.path.abspath(os.path.expanduser(config.execution.output_dir))
     inv_dir = os.path.join(output_dir, f"{now:%Y%m%d_%H%M%S}-{inv_id}")
     extra = dockerargs.parse(config.execution.extra_docker_args, source=source)
+    network = None
+    if config.deployment.enabled:  # the jobs join the invocation's network, where the server is
+        if extra.network:
+            raise ConfigError("--network cannot be combined with a deployment: the evaluation "
+                              "containers join the invocation's own network, where the model "
+                              "server is", source=source, key="execution.extra_docker_args")
+        network = f"eval-launcher-{inv_id}"
+        extra = attrs.evolve(extra, network=network)
     if config.target.api_endpoint.adapter_config:  # a wrong type fails here, not in a container
         from launcher.harness.adapters import parse_adapter_config
 
@@ -154,7 +190,13 @@ def build(
             timeout=task.timeout,
             hooks=hooks.for_task(config, index)[0],
         ))
-    return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs))
+    server = None
+    if network is not None:
+        from launcher import serverplan
+
+        server = serverplan.build(config, inv_id, network, source)
+    return Invocation(inv_id, now.isoformat(timespec="seconds"), output_dir, inv_dir, tuple(jobs),
+                      server)
 
 
 def _check_task_url(run_config: dict[str, Any], endpoint_type: str, *, source: str,
@@ -171,11 +213,13 @@ def _check_task_url(run_config: dict[str, Any], endpoint_type: str, *, source: s
                        source=source, key=f"{key}.endpoint_type")
 
 
-def _evaluation_mounts(config: Config, source: str) -> list[Mount]:
-    """``execution.mounts.evaluation``: {path as the launcher sees it: container path[:ro]}."""
+def _evaluation_mounts(config: Config, source: str, block: str = "evaluation") -> list[Mount]:
+    """``execution.mounts.evaluation`` (or ``.deployment``): {path as the launcher sees it:
+    container path[:ro]}."""
     mounts = []
-    for host, target in config.execution.mounts.evaluation.items():
-        key = keypaths.render(["execution", "mounts", "evaluation", host])
+    given = getattr(config.execution.mounts, block)
+    for host, target in given.items():
+        key = keypaths.render(["execution", "mounts", block, host])
         path, _, mode = target.partition(":")
         if mode not in ("", "ro", "rw") or not path.startswith("/"):
             raise ConfigError(f"expected an absolute container path with optional :ro, got "

@@ -64,9 +64,31 @@ def check(url: str, model_id: str, api_key: str | None) -> tuple[int, str]:
     raise OSError(f"HTTP {status}")
 
 
-def probe(url: str, model_id: str, api_key_name: str | None, timeout: float) -> int:
+def healthy(health_url: str, deadline: float, interval: float) -> bool:
+    """Poll a model server's health path every ``interval`` s until it answers 200 (True)
+    or the deadline passes (False): a fresh connection each time, so a server that starts
+    listening is seen within ``interval``."""
+    while True:
+        try:
+            with urllib.request.urlopen(health_url, timeout=2) as resp:
+                if resp.status == 200:
+                    print(f"healthy: {health_url}", flush=True)
+                    return True
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def probe(url: str, model_id: str, api_key_name: str | None, timeout: float,
+          health_url: str | None = None, interval: float = 1.0) -> int:
     api_key = os.environ.get(api_key_name) if api_key_name else None
     deadline = time.monotonic() + timeout
+    if health_url and not healthy(health_url, deadline, interval):
+        print(f"model server not ready after {timeout:.0f}s: {health_url} never answered 200 "
+              "(raise execution.endpoint_readiness_timeout if it loads slowly)", flush=True)
+        return EXIT_DOWN
     last = ""
     while True:
         try:
@@ -80,4 +102,4 @@ def probe(url: str, model_id: str, api_key_name: str | None, timeout: float) -> 
                   f"{timeout:.0f}s ({last}): start it, or fix target.api_endpoint.url / the "
                   "network in execution.extra_docker_args", flush=True)
             return EXIT_DOWN
-        time.sleep(1.0)
+        time.sleep(interval)

@@ -28,11 +28,12 @@ import cattrs
 from launcher import __version__, safe_fs, store
 from launcher.errors import LauncherError
 from launcher.hostpaths import HostSource, PathTranslator
-from launcher.plan import Invocation, Job
-from launcher.spec import ContainerSpec, for_job
+from launcher.plan import Invocation, Job, Server
+from launcher.spec import ContainerSpec, for_job, server_spec
 
 RECORD = "invocation.json"
 STDOUT_LOG = "stdout.log"
+SERVER_LOG = "server.log"  # the model server's output, in the invocation folder
 _conv = cattrs.Converter()
 
 
@@ -181,6 +182,15 @@ class JobRecord:
 
 
 @attrs.frozen
+class ServerRecord:
+    """The model server of a deployment: its plan and the spec the backend runs."""
+
+    plan: Server
+    container: ContainerSpec
+    env_names: list[str]
+
+
+@attrs.frozen
 class InvocationRecord:
     invocation_id: str
     created: str
@@ -197,6 +207,7 @@ class InvocationRecord:
     jobs: list[JobRecord]
     # The config's user_provided_metadata (the reference's key): for whoever reads the record.
     user_provided_metadata: dict[str, Any] = attrs.field(factory=dict)
+    server: ServerRecord | None = None
 
     def invocation(self, folder: str | None = None) -> Invocation:
         """The plan, with job folders rebased on ``folder`` (where the record was found now:
@@ -204,7 +215,7 @@ class InvocationRecord:
         folder = folder or self.dir
         jobs = tuple(attrs.evolve(j.plan, job_dir=os.path.join(folder, j.dir)) for j in self.jobs)
         return Invocation(self.invocation_id, self.created, os.path.dirname(folder), folder,
-                          jobs)
+                          jobs, self.server.plan if self.server else None)
 
     def specs(self) -> dict[str, ContainerSpec]:
         return {j.job_id: j.container for j in self.jobs}
@@ -226,16 +237,26 @@ def resolve_jobs(invocation: Invocation, translator: PathTranslator, user: str |
     return host, jobs
 
 
+def resolve_server(invocation: Invocation, translator: PathTranslator,
+                   labels: dict[str, str]) -> ServerRecord | None:
+    server = invocation.server
+    if server is None:
+        return None
+    return ServerRecord(server, server_spec(server, translator.to_host, labels),
+                        [var.describe() for var in server.env])
+
+
 def build(invocation: Invocation, host: HostSource, jobs: list[JobRecord],
           raw_config: dict[str, Any], images: dict[str, str], launcher_container: str | None,
-          execution: Execution, metadata: dict[str, Any] | None = None) -> InvocationRecord:
+          execution: Execution, metadata: dict[str, Any] | None = None,
+          server: ServerRecord | None = None) -> InvocationRecord:
     return InvocationRecord(
         invocation_id=invocation.invocation_id, created=invocation.created, ended=None,
         launcher_version=__version__,
         launcher=LauncherInfo(launcher_container, socket.gethostname(), os.getpid()),
         output_dir=invocation.output_dir, dir=invocation.dir, host_dir=host.source, host=host,
         execution=execution, config=store.redact(raw_config), images=images, jobs=jobs,
-        user_provided_metadata=store.redact(metadata or {}))
+        user_provided_metadata=store.redact(metadata or {}), server=server)
 
 
 def unstructure(record: InvocationRecord) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def docker_run_words(spec: ContainerSpec) -> list[str]:
               for m in spec.mounts]
     if spec.network:
         words.append(f"--network {quote(spec.network)}")
+    words += [f"--network-alias {quote(alias)}" for alias in spec.aliases]
     words += [f"--add-host {quote(f'{h}:{ip}')}" for h, ip in spec.add_hosts]
     for flag, value in (("--shm-size", spec.shm_size), ("--memory", spec.mem_limit),
                         ("--cpus", spec.cpus), ("--ipc", spec.ipc_mode),
@@ -50,7 +51,20 @@ def docker_run_words(spec: ContainerSpec) -> list[str]:
     return words
 
 
-def render_job_script(job: JobRecord) -> str:
+def _server_start(server_dir: str | None) -> str:
+    """Around the job: the invocation's model server, unless run_all.sh started it."""
+    if server_dir is None:
+        return ""
+    script = quote(f"{server_dir}/server.sh")
+    return (f'if [ -z "${{EVAL_LAUNCHER_SERVER_UP:-}}" ]; then\n'
+            f'  bash {script} start || {{ echo "$({STAMP}) 125 failed" > '
+            f'"$JOB_DIR/logs/{Marker.EXIT}"; exit 125; }}\n'
+            f"  trap 'bash {script} stop' EXIT\n"
+            "fi\n")
+
+
+def render_job_script(job: JobRecord, server_dir: str | None = None) -> str:
+    """``server_dir``: the invocation folder (host path) holding server.sh, if it has one."""
     spec, job_dir = job.container, job.host_dir
     run = " \\\n  ".join(docker_run_words(spec))
     host_vars = sorted({v.host_name for v in spec.env if v.host_name and not v.runtime})
@@ -69,6 +83,7 @@ def render_job_script(job: JobRecord) -> str:
 set -uo pipefail
 {needs}JOB_DIR={quote(job_dir.source)}
 mkdir -p "$JOB_DIR/artifacts" "$JOB_DIR/logs"
+{_server_start(server_dir)}\
 rm -f {logs}/{Marker.RUNNING}" {logs}/{Marker.EXIT}" {logs}/{Marker.KILLED}"
 {STAMP} > {logs}/{Marker.PRE_START}"
 {STAMP} > {logs}/{Marker.RUNNING}"
@@ -79,7 +94,8 @@ exit "$rc"
 """
 
 
-def render_all_script(invocation_id: str, jobs: Sequence[JobRecord]) -> str:
+def render_all_script(invocation_id: str, jobs: Sequence[JobRecord],
+                      server_dir: str | None = None) -> str:
     lines = [
         "#!/usr/bin/env bash",
         f"# Rerun every job of invocation {invocation_id}, one after another.",
@@ -88,6 +104,10 @@ def render_all_script(invocation_id: str, jobs: Sequence[JobRecord]) -> str:
         "set -u",
         "failed=0",
     ]
+    if server_dir is not None:  # one model server for all the jobs
+        script = quote(f"{server_dir}/server.sh")
+        lines += [f"bash {script} start || exit 1", f"trap 'bash {script} stop' EXIT",
+                  "export EVAL_LAUNCHER_SERVER_UP=1"]
     for job in jobs:
         src = job.host_dir
         if src.kind == "bind":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from launcher import keypaths, taskparams
+from launcher import deployment, keypaths, taskparams
 from launcher.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def check(config: Config, source: str) -> None:
             source=source,
             key="execution.type",
         )
+    deployment.check(config.deployment, source)
     if config.execution.max_parallel < 1:
         raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",
                           source=source, key="execution.max_parallel")

@@ -13,10 +13,16 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from launcher.envvars import EnvVar
-from launcher.gpus import GpuRequest
+from launcher.gpus import GpuRequest, parse_gpus
 from launcher.hostpaths import HostSource
-from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_PROBE, ROLE_SUPERVISOR
-from launcher.plan import Job
+from launcher.labels import (
+    LABEL_INVOCATION,
+    LABEL_ROLE,
+    ROLE_PROBE,
+    ROLE_SUPERVISOR,
+    ROLE_WAITER,
+)
+from launcher.plan import Job, Mount, Server
 
 HOME_ENV = EnvVar("HOME", literal="/tmp")  # evaluation containers run as an arbitrary uid
 
@@ -41,6 +47,7 @@ class ContainerSpec:
     labels: dict[str, str] = attrs.field(factory=dict)
     user: str | None = None
     network: str | None = None
+    aliases: tuple[str, ...] = ()  # its names on ``network`` (the model server's)
     add_hosts: tuple[tuple[str, str], ...] = ()
     shm_size: str | None = None
     mem_limit: str | None = None
@@ -69,10 +76,25 @@ class ContainerSpec:
         return attrs.evolve(self, labels={**self.labels, **extra})
 
 
-def host_mounts(job: Job, to_host: Callable[[str], HostSource]) -> tuple[MountSpec, ...]:
+def host_mounts(job: Job | Server, to_host: Callable[[str], HostSource]
+                ) -> tuple[MountSpec, ...]:
+    mounts: tuple[Mount, ...] = job.mounts
     return tuple(MountSpec(m.target,
                            HostSource("volume", m.source) if m.is_named else to_host(m.source),
-                           m.read_only) for m in job.mounts)
+                           m.read_only) for m in mounts)
+
+
+def server_spec(server: Server, to_host: Callable[[str], HostSource],
+                extra_labels: Mapping[str, str]) -> ContainerSpec:
+    """The model server, as the host engine must run it: as the image's own user (servers
+    write caches where their image expects), named ``server.alias`` on the invocation's
+    network, with its GPU request."""
+    return ContainerSpec(
+        image=server.image, command=server.command, entrypoint=server.entrypoint,
+        name=server.container_name, env=server.env, mounts=host_mounts(server, to_host),
+        labels={**extra_labels, **server.labels}, network=server.network,
+        aliases=(server.alias,), shm_size=server.shm_size,
+        gpus=parse_gpus(server.gpus) if server.gpus else None)
 
 
 def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
@@ -123,3 +145,15 @@ def supervisor_spec(image: str, invocation_id: str, args: list[str], mounts: lis
         env=tuple(EnvVar(name, host_name=name) for name in env_names),
         mounts=tuple(mounts), auto_remove=True,
         labels={**labels, LABEL_INVOCATION: invocation_id, LABEL_ROLE: ROLE_SUPERVISOR})
+
+
+def waiter_spec(image: str, server: Server, url: str, model_id: str,
+                labels: Mapping[str, str]) -> ContainerSpec:
+    """Our image on the server's network, polling its health path every 0.1 s, then checking
+    it serves the model: it exits 0 when the server is ready, 3 at the readiness timeout."""
+    args = ("probe-endpoint", "--url", url, "--model-id", model_id, "--health-url",
+            server.health_url, "--timeout", f"{server.readiness_timeout:g}", "--interval", "0.1")
+    invocation = server.labels[LABEL_INVOCATION]
+    return ContainerSpec(image=image, command=args, entrypoint="launcher",
+                         name=f"eval-launcher-{invocation}-waiter", network=server.network,
+                         labels={**labels, LABEL_INVOCATION: invocation, LABEL_ROLE: ROLE_WAITER})

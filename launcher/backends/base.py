@@ -93,6 +93,15 @@ class Backend(abc.ABC):
     def find(self, labels: Mapping[str, str]) -> list[Workload]:
         """Every workload (running or not) carrying all of these labels."""
 
+    def create_network(self, name: str, labels: Mapping[str, str]) -> None:
+        """A private network (kept if it exists) where an invocation's containers reach its
+        model server by name. Backends without named networks do nothing."""
+        return None
+
+    def remove_networks(self, labels: Mapping[str, str]) -> int:
+        """Remove the networks carrying all of these labels; how many."""
+        return 0
+
     # ------------------------------------------------------------ derived, backend-neutral
 
     def run_to_end(self, spec: ContainerSpec, env: Mapping[str, str],
@@ -112,6 +121,8 @@ class Backend(abc.ABC):
         found.sort(key=lambda w: w.labels.get(LABEL_ROLE) != ROLE_SUPERVISOR)
         for workload in found:
             self.remove(workload.handle)
+        if job_id is None:  # the invocation's network goes with its last container
+            self.remove_networks({LABEL_INVOCATION: invocation_id})
         return len(found)
 
     def job_states(self, invocation_id: str) -> dict[str, ContainerFact]:

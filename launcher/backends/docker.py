@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import docker
+from docker.constants import DEFAULT_DOCKER_API_VERSION
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, EndpointConfig
 
 from launcher import hostpaths
 from launcher.backends.base import Backend, Workload, WorkloadGone
@@ -72,6 +73,9 @@ def create_kwargs(spec: ContainerSpec, env: Mapping[str, str]) -> dict[str, Any]
         "auto_remove": spec.auto_remove,
         "detach": True,
         "network": spec.network,
+        "networking_config": {spec.network: EndpointConfig(DEFAULT_DOCKER_API_VERSION,
+                                                           aliases=list(spec.aliases))}
+        if spec.network and spec.aliases else None,
         "extra_hosts": dict(spec.add_hosts) or None,
         "shm_size": spec.shm_size,
         "mem_limit": spec.mem_limit,
@@ -173,6 +177,30 @@ class DockerBackend(Backend):
                     f"runtime '{name}' (--runtime in execution.extra_docker_args) is not on the "
                     f"Docker engine, which has {', '.join(have)}:{hint} remove --runtime {name} "
                     "(with --gpus, the engine's default runtime usually suffices)")
+
+    def create_network(self, name: str, labels: Mapping[str, str]) -> None:
+        try:
+            self.client.networks.get(name)
+            return
+        except NotFound:
+            pass
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        try:
+            self.client.networks.create(name, driver="bridge", labels=dict(labels))
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+
+    def remove_networks(self, labels: Mapping[str, str]) -> int:
+        try:
+            found = self.client.networks.list(
+                filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+        except DockerException as exc:
+            raise _engine_problem(exc) from None
+        for network in found:
+            with contextlib.suppress(NotFound, APIError):
+                network.remove()
+        return len(found)
 
     # ------------------------------------------------------------ one workload
 

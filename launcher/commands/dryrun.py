@@ -53,13 +53,34 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
             "user": spec.user,
             "labels": spec.labels,
         })
-    rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(job)
-                for job in jobs}
-    all_script = scripts.render_all_script(inv.invocation_id, jobs)
+    server = record.resolve_server(inv, translator, dict(labels))
+    plan_server = None
+    if server is not None:
+        sspec = server.container
+        plan_server = {
+            "type": server.plan.type, "name": sspec.name, "image": sspec.image,
+            "command": [sspec.entrypoint or "", *sspec.command],
+            "mounts": [f"{m.source.describe()}:{m.target}{':ro' if m.read_only else ''}"
+                       for m in sspec.mounts],
+            "env": server.env_names, "gpus": server.plan.gpus, "network": sspec.network,
+            "health": server.plan.health_url,
+            "readiness_timeout": server.plan.readiness_timeout, "labels": sspec.labels}
+    rec = record.build(inv, host, jobs, {}, {}, None, record.Execution(), server=server)
+    from launcher.commands.run import waiter_image
+    from launcher.serverscript import SERVER_SH, render_server_script
+
+    server_script = render_server_script(rec, waiter_image(inv))
+    server_dir = host.source if server_script else None
+    rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(
+        job, server_dir) for job in jobs}
+    if server_script:
+        rendered[f"{host.describe()}/{SERVER_SH}"] = server_script
+    all_script = scripts.render_all_script(inv.invocation_id, jobs, server_dir)
     for name in scripts.RUN_ALL:
         rendered[f"{host.describe()}/{name}"] = all_script
     document = {"config": store.redact(prepared.loaded.raw),
                 "plan": {"invocation_id": inv.invocation_id, "dir": host.describe(),
+                         **({"server": plan_server} if plan_server else {}),
                          "jobs": plan_jobs},
                 "scripts": rendered}
     return (f"{note}\n" if note else "") + dump_yaml(document)

@@ -64,7 +64,8 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
         run, index = found[0], None
     else:
         run, index = runs.find(output_dir, ident)
-    jobs = statuses(run, _backend_or_none())
+    backend = _backend_or_none()
+    jobs = statuses(run, backend)
     if index is not None:
         jobs = [j for j in jobs if j.job_id == f"{run.invocation_id}.{index}"]
     if as_json:
@@ -78,7 +79,25 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
           f"{run.record.host_dir or run.dir}")
     print(report.format_table(rows, ("job", "task", "state", "exit", "duration", "score",
                                      "note")))
+    line = server_line(run, backend)
+    if line:
+        print(line)
     return 0
+
+
+def server_line(run: runs.Run, backend: Backend | None) -> str | None:
+    """The model server of a deployment: its recorded state and what the engine says."""
+    rec = run.record.server
+    if rec is None:
+        return None
+    from launcher import server
+
+    state, rest = server.read_state(run.dir)
+    found = backend.find({labels.LABEL_INVOCATION: run.invocation_id,
+                          labels.LABEL_ROLE: labels.ROLE_SERVER}) if backend else []
+    engine = f"container {found[0].fact.status}" if found else "no container"
+    return (f"server {rec.plan.type} {rec.container.image} ({rec.plan.health_url}): "
+            f"{state or 'not started'} {rest}; {engine}; log {run.dir}/{record.SERVER_LOG}")
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 import attrs
 import yaml
 
+from launcher import envvars, jobrun, record, report, scripts, serverscript, store
 from launcher import labels as labels_mod
 from launcher import plan as plan_mod
-from launcher import record, report, scripts, store
 from launcher.backends.base import Backend
 from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.hostpaths import PathTranslator
@@ -41,18 +41,25 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     translator.to_host(prepared.invocation.output_dir)  # an error here names the -v to add
     prepared = with_dataset_cache(prepared, download=True)  # exit 3 here: nothing started
     inv = prepared.invocation
-    images = {image: backend.image_id(image) for image in sorted({j.image for j in inv.jobs})}
+    wanted = {j.image for j in inv.jobs}
+    if inv.server is not None:  # the server's image, and ours for its readiness waiter
+        wanted |= {inv.server.image, waiter_image(inv)}
+    images = {image: backend.image_id(image) for image in sorted(wanted)}
     host, jobs = record.resolve_jobs(inv, translator, None if backend.rootless else owner.user,
                                      labels, images)
-    backend.check_networks(job.container for job in jobs)
+    server = record.resolve_server(inv, translator, labels)
     backend.check_runtimes(job.container for job in jobs)
-    if probe:
-        probe_endpoint(backend, prepared, labels)
+    if server is None:  # with a deployment the jobs' network is the invocation's own, made later
+        backend.check_networks(job.container for job in jobs)
+        if probe:
+            probe_endpoint(backend, prepared, labels)
+    else:
+        envvars.resolve(server.plan.env, prepared.loaded.environ, source=prepared.loaded.source)
     config = prepared.loaded.config
     execution = config.execution
     rec = record.build(inv, host, jobs, prepared.loaded.raw, images, translator.container_id,
                        record.Execution(execution.mode, execution.max_parallel, detach),
-                       config.user_provided_metadata)
+                       config.user_provided_metadata, server)
     write_invocation(prepared, rec, owner)
     print(f"invocation {inv.invocation_id}: {host.describe()}", file=sys.stderr)
     if detach:
@@ -61,31 +68,70 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
         print(inv.invocation_id)
         return 0
     with record.running_lock(inv.dir, inv.invocation_id):
-        return finish(backend, rec, inv.dir, only=None, env_values=prepared.env_values)
+        return finish(backend, rec, inv.dir, only=None, env_values=prepared.env_values,
+                      environ=prepared.loaded.environ)
+
+
+def waiter_image(inv: plan_mod.Invocation) -> str:
+    """Our image (a job's, else the harness image): it runs the server's readiness waiter."""
+    from launcher.catalog import harness_image
+
+    return next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None) or harness_image()
 
 
 def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] | None,
            env_values: Mapping[str, Mapping[str, str]] | None = None,
-           labels: Mapping[str, str] | None = None) -> int:
-    """Run (the given) jobs of an invocation attached, record the end, print scores.
+           labels: Mapping[str, str] | None = None,
+           environ: Mapping[str, str] | None = None) -> int:
+    """Run (the given) jobs of an invocation attached, with its model server if it has a
+    deployment, record the end, print scores.
     ``labels``: extra labels for this run of the jobs (resume, supervisor)."""
-    from launcher import dotenv, envvars, scheduler
+    from launcher import dotenv, scheduler, server
 
     inv = rec.invocation(folder)
     owner = store.owner_of(inv.output_dir)
-    if env_values is None:
+    if environ is None:
         environ = dotenv.host_environment(None, None)
+    if env_values is None:
         env_values = {job.job_id: envvars.resolve(job.env, environ, source=folder)
                       for job in inv.jobs if only is None or job.job_id in only}
     specs = {job_id: spec.with_labels(labels or {}) for job_id, spec in rec.specs().items()}
-    codes = scheduler.execute(backend, inv, specs, env_values, owner,
-                              workers=rec.execution.workers, only=only)
+    try:
+        with server.serving(backend, rec, folder, owner, labels or {}, environ,
+                            waiter_image(inv), say=_say):
+            codes = scheduler.execute(backend, inv, specs, env_values, owner,
+                                      workers=rec.execution.workers, only=only)
+    except server.ServerFailed as exc:
+        _not_started(inv, only, owner, exc.message.splitlines()[0])
+        record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
+        raise
     record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
     if codes is None:
         return 130
     print(summary(inv, rec.host.describe()))
     failed = [job for job in inv.jobs if job.job_id in codes and codes[job.job_id] != 0]
     return 1 if failed else 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _not_started(inv: plan_mod.Invocation, only: set[str] | None, owner: store.Owner,
+                 why: str) -> None:
+    """The jobs a failed model server kept from starting: failed, saying why (resume reruns
+    them)."""
+    for job in inv.jobs:
+        if only is not None and job.job_id not in only:
+            continue
+        folder = record.job_folder(job)
+        if folder.has(record.Marker.KILLED):  # `launcher kill` removed the loading server
+            continue
+        folder.clear(record.Marker.RUNNING, record.Marker.EXIT)
+        with open(folder.stdout_log, "a", encoding="utf-8") as log:
+            log.write(f"eval-launcher: not started: {why}\n")
+        folder.write_exit(record.ExitMark(record.now_z(), jobrun.EXIT_START_FAILED,
+                                          record.JobState.FAILED), owner)
 
 
 def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Owner) -> None:
@@ -101,14 +147,19 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
             f"output folder {inv.output_dir} is not writable by the launcher ({exc.strerror}): "
             "choose another execution.output_dir, or mount it read-write",
             source=prepared.loaded.source, key="execution.output_dir") from None
+    server_script = serverscript.render_server_script(rec, waiter_image(inv))
+    server_dir = rec.host.source if server_script else None
+    if server_script:
+        store.write_atomic(os.path.join(inv.dir, serverscript.SERVER_SH), server_script, owner,
+                           0o755)
     for job_rec in rec.jobs:
         job = job_rec.plan
         store.write_atomic(os.path.join(record.job_folder(job).artifacts,
                                         plan_mod.RUN_CONFIG_NAME),
                            yaml.safe_dump(job.run_config, sort_keys=False), owner)
         store.write_atomic(os.path.join(job.job_dir, scripts.RUN_SH),
-                           scripts.render_job_script(job_rec), owner, 0o755)
-    all_script = scripts.render_all_script(inv.invocation_id, rec.jobs)
+                           scripts.render_job_script(job_rec, server_dir), owner, 0o755)
+    all_script = scripts.render_all_script(inv.invocation_id, rec.jobs, server_dir)
     for name in scripts.RUN_ALL:
         store.write_atomic(os.path.join(inv.dir, name), all_script, owner, 0o755)
     record.write(inv.dir, rec, owner)
@@ -123,7 +174,7 @@ def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, st
     image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)
     if image is None:
         return  # only third-party images: they cannot run our probe
-    timeout = config.execution.endpoint_readiness_timeout
+    timeout = config.execution.readiness_timeout(deployed=False)
     args = ["probe-endpoint", "--url", ep.url, "--model-id", ep.model_id, "--timeout",
             str(timeout)]
     if ep.api_key_name:
@@ -145,7 +196,6 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     """Hand the jobs (all, or ``only`` these) to a supervisor container that outlives this
     launcher: it sees the output folder at the same path as we do, talks to the same engine,
     gets the env values in memory (never on disk) and our ``EVAL_LAUNCHER_LABELS``."""
-    from launcher import envvars
     from launcher.catalog import harness_image
 
     mounts = [MountSpec(inv.output_dir, translator.to_host(inv.output_dir))]
@@ -159,9 +209,10 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     if os.environ.get(labels_mod.LABELS_ENV):
         env[labels_mod.LABELS_ENV] = os.environ[labels_mod.LABELS_ENV]
     jobs = [job for job in inv.jobs if only is None or job.job_id in only]
-    for job in jobs:  # fails before anything starts if a variable is unset
-        envvars.resolve(job.env, environ, source=inv.dir)
-        for var in job.env:  # host variables by their HOST names, as the supervisor reads them
+    groups = [job.env for job in jobs] + ([inv.server.env] if inv.server else [])
+    for group in groups:  # fails before anything starts if a variable is unset
+        envvars.resolve(group, environ, source=inv.dir)
+        for var in group:  # host variables by their HOST names, as the supervisor reads them
             if var.host_name and var.host_name in environ:  # runtime: ones may be unset
                 env[var.host_name] = environ[var.host_name]
     image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)

@@ -9,7 +9,9 @@ outcome (``OUTCOMES``) and ok answers per item; both are thread-safe.
 from __future__ import annotations
 
 import random
+import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -99,3 +101,14 @@ class Stats:
         with self._lock:
             requests = {"total": sum(self._outcomes.values()), **self._outcomes}
             return {"requests": requests, "items": dict(sorted(self._items.items()))}
+
+
+def load_model(delay_s: float, exit_code: int | None) -> None:
+    """Before serving: sleep ``delay_s`` (port closed, like a model server loading weights),
+    then exit with ``exit_code`` if given (a server that dies while loading)."""
+    if delay_s > 0:
+        print(f"loading the model for {delay_s:g}s", file=sys.stderr, flush=True)
+        time.sleep(delay_s)
+    if exit_code is not None:
+        print(f"error: failed to load the model (exit {exit_code})", file=sys.stderr, flush=True)
+        sys.exit(exit_code)

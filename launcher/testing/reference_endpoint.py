@@ -54,7 +54,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from launcher.errors import LauncherError
-from launcher.testing.faults import Faults, Stats
+from launcher.testing.faults import Faults, Stats, load_model
 from launcher.testing.http_server import MAX_HEAD, Protocol, Server, reply, send_and_close, wake
 from launcher.testing.openai_api import MODEL_ID, completion_response, error_body, last_user_text
 from launcher.testing.oracle import Oracle, load_oracle
@@ -376,7 +376,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--retry-after", type=float, default=0.0)
     parser.add_argument("--hang-s", type=float, default=600.0)
+    parser.add_argument("--startup-delay-s", type=float, default=0.0)  # a model loading
+    parser.add_argument("--exit-before-ready", type=int, default=None)  # ... that crashes
     args = parser.parse_args(argv)
+    load_model(args.startup_delay_s, args.exit_before_ready)
     try:
         serve(
             args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir,

@@ -52,6 +52,8 @@ class FakeBackend(Backend):
         self.started: list[FakeWorkload] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.networks: dict[str, dict[str, str]] = {}  # name -> labels, while it exists
+        self.networks_created: list[str] = []
 
     def path_translator(self, output_dir: str, override: str | None = None) -> PathTranslator:
         return PathTranslator(container_id=None,
@@ -59,6 +61,18 @@ class FakeBackend(Backend):
 
     def image_id(self, image: str) -> str:
         return f"sha256:{image}"
+
+    def create_network(self, name: str, labels: Mapping[str, str]) -> None:
+        if name not in self.networks:
+            self.networks[name] = dict(labels)
+            self.networks_created.append(name)
+
+    def remove_networks(self, labels: Mapping[str, str]) -> int:
+        gone = [n for n, have in self.networks.items()
+                if all(have.get(k) == v for k, v in labels.items())]
+        for name in gone:
+            del self.networks[name]
+        return len(gone)
 
     def start(self, spec: ContainerSpec, env: Mapping[str, str]) -> str:
         key = spec.labels.get(LABEL_TASK) or spec.labels.get(LABEL_ROLE, "")

@@ -69,7 +69,7 @@ def parse(words: list[str]) -> ContainerSpec:
     """``docker run`` words → ContainerSpec (the flags scripts.docker_run_words writes)."""
     assert words[:3] == ["docker", "run", "--rm"], words[:3]
     fields: dict = {"init": False, "labels": {}, "mounts": [], "add_hosts": [], "env": [],
-                    "devices": []}
+                    "devices": [], "aliases": []}
     i = 3
     single = {"--user": "user", "--network": "network", "--shm-size": "shm_size",
               "--memory": "mem_limit", "--ipc": "ipc_mode", "--runtime": "runtime",
@@ -90,6 +90,8 @@ def parse(words: list[str]) -> ContainerSpec:
         elif flag == "--add-host":
             host, _, ip = value.partition(":")
             fields["add_hosts"].append((host, ip))
+        elif flag == "--network-alias":
+            fields["aliases"].append(value)
         elif flag == "--cpus":
             fields["cpus"] = float(value)
         elif flag == "--gpus":
