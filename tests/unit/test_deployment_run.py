@@ -16,10 +16,8 @@ from launcher import runs, server
 from launcher.commands import manage
 from launcher.labels import LABEL_ROLE
 from launcher.record import JobState
-from tests.unit import test_orchestration as orch
 from tests.unit.fake_backend import FakeBackend, Script
 from tests.unit.test_orchestration import launch, only_run, states
-
 
 
 def write_config(tmp_path, **execution) -> str:
