@@ -31,6 +31,7 @@ GOOD = {
     "helpers_and_siblings": ["gsm8k", "humaneval", "mmlu_pro"],
     "env_mounts_docker_args": ["ifeval", "mgsm"],
     "metadata_and_hooks": ["gsm8k"],
+    "vllm_deployment": ["ifeval", "gsm8k"],
 }
 
 
@@ -48,7 +49,11 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
     for value in ENV.values():
         assert value not in dry.stdout + dry.stderr + valid.stdout + valid.stderr
     document = yaml.safe_load(dry.stdout)
-    assert document["config"]["target"]["api_endpoint"]["api_key_name"] == "NGC_API_KEY"
+    if name == "vllm_deployment":  # the endpoint is the launcher's own model server
+        assert document["config"]["target"]["api_endpoint"]["url"] == (
+            "http://eval-launcher-server:8000/v1/chat/completions")
+    else:
+        assert document["config"]["target"]["api_endpoint"]["api_key_name"] == "NGC_API_KEY"
     assert not out.exists()  # a dry run writes nothing
 
 
