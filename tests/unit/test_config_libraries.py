@@ -310,7 +310,7 @@ def test_group_override_on_a_file_without_defaults_and_yml_suffix(tmp_path):
     path = write(tmp_path, {**BODY, "execution": {"mode": "parallel"}})
     config, _ = load_config(path, ["execution=local"])
     assert config.execution.mode == "parallel" and config.execution.type == "local"
-    assert "unknown execution 'slurm'" in error_of(path, ["execution=slurm"])
+    assert "Slurm executor (execution: slurm) is not in" in error_of(path, ["execution=slurm"])
     yml = write(tmp_path, BODY, "c.yml")
     assert error_of(yml).startswith(f"{yml}: expected a .yaml file")
     assert "rename it to c.yaml" in error_of(yml)
