@@ -91,7 +91,7 @@ def test_group_override_on_the_command_line(tmp_path):
     path = write(tmp_path, {"defaults": [{"execution": "local"}, "_self_"], **BODY})
     assert load_config(path, ["execution=local"])[0].execution.type == "local"
     message = error_of(path, ["execution=slurm"])
-    assert "the reference's Slurm executor (execution: slurm) is not in this launcher yet" in message
+    assert "Slurm executor (execution: slurm) is not in this launcher yet" in message
 
 
 # --------------------------------------------------------------------------- -o grammar
