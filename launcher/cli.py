@@ -166,6 +166,24 @@ def status(invocation: str | None, output_dir: str | None, as_json: bool) -> Non
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("base")
+@click.argument("candidate")
+@output_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(base: str, candidate: str, output_dir: str | None, as_json: bool) -> None:
+    """Compare two invocations (or jobs) task by task: scores with stderr, the difference,
+    and a paired item-by-item McNemar test on samples.jsonl with a verdict per task.
+
+    \b
+    Example:
+      launcher compare 3f9a0c2e 7b1d4a55 --output-dir ./results
+    """
+    from launcher.commands.compare import compare as do
+
+    sys.exit(do(_output_dir(output_dir), base, candidate, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("ident")
 @output_dir_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
