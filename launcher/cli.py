@@ -184,6 +184,41 @@ def compare(base: str, candidate: str, output_dir: str | None, as_json: bool) ->
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("candidate")
+@click.option("--baseline", metavar="ID", default=None,
+              help="Invocation (or job) to measure drops against (needed by max_drop).")
+@click.option("--min-score", type=float, default=None, metavar="X",
+              help="Every task's headline score must be >= X (overrides the policy default).")
+@click.option("--max-drop", type=float, default=None, metavar="X",
+              help="No task may score more than X below the baseline (overrides the policy "
+                   "default).")
+@click.option("--policy", "policy_file", metavar="FILE", default=None,
+              help="YAML policy: default and per-task min_score, max_drop, severity.")
+@click.option("--junit", metavar="FILE", default=None,
+              help="Write JUnit XML: one test case per task and threshold.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@output_dir_option
+def gate(candidate: str, baseline: str | None, min_score: float | None,
+         max_drop: float | None, policy_file: str | None, junit: str | None, as_json: bool,
+         output_dir: str | None) -> None:
+    """Check a run against thresholds: exit 0 GO, 1 NO-GO (a critical threshold is
+    violated), 4 INCONCLUSIVE (a critical threshold could not be checked); 2 and 3 are
+    config and environment errors as everywhere. Appends a Markdown table to
+    $GITHUB_STEP_SUMMARY when it is set.
+
+    \b
+    Examples:
+      launcher gate 7b1d4a55 --min-score 0.7
+      launcher gate 7b1d4a55 --baseline 3f9a0c2e --max-drop 0.05 --junit gate.xml
+      launcher gate 7b1d4a55 --baseline 3f9a0c2e --policy examples/gate/policy.yaml --json
+    """
+    from launcher.commands.gate import gate as do
+
+    sys.exit(do(_output_dir(output_dir), candidate, baseline, min_score, max_drop,
+                policy_file, junit, as_json))
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("ident")
 @output_dir_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
