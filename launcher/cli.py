@@ -219,6 +219,30 @@ def gate(candidate: str, baseline: str | None, min_score: float | None,
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("idents", nargs=-1, required=True, metavar="ID...")
+@click.option("--dest", default="local", show_default=True,
+              help="Where to: local (JSON or CSV file). mlflow, wandb, gsheets: not built yet.")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="export.local.KEY=VALUE",
+              help="output_dir (default: the output folder), format (json|csv, default json), "
+                   "filename (default export.<format>). Repeatable.")
+@output_dir_option
+def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
+           output_dir: str | None) -> None:
+    """Export the scores of invocations (or jobs) as rows: invocation, job, task, metric,
+    score, value, stderr, count, model, timestamp. Rows are upserted by job id: exporting
+    again replaces a job's rows, never duplicates them.
+
+    \b
+    Examples:
+      launcher export 3f9a0c2e --dest local -o export.local.format=csv
+      launcher export 3f9a0c2e 7b1d4a55 -o export.local.output_dir=./exports
+    """
+    from launcher.commands.export import export as do
+
+    sys.exit(do(_output_dir(output_dir), idents, dest, overrides))
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("ident")
 @output_dir_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
