@@ -153,3 +153,15 @@ def test_bad_policy_yaml_is_one_line(pair_of_runs, capsys, monkeypatch, tmp_path
         cli.main()
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "p.yaml" in err
+
+
+def test_the_example_policy_parses():
+    from pathlib import Path
+
+    from launcher.commands.gate import load_policy
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "gate" / "policy.yaml"
+    policy = load_policy(str(path))
+    assert policy.for_task("gsm8k") == gate_policy.Thresholds(
+        0.7, 0.05, gate_policy.Severity.CRITICAL)
+    assert policy.for_task("humaneval").severity == gate_policy.Severity.ADVISORY
