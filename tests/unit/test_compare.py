@@ -75,3 +75,17 @@ def test_no_task_in_common_is_one_line_exit_2(tmp_path, fake, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no task in common" in err and len(
         err.strip().splitlines()) == 1
+
+
+def test_samples_pair_by_item_id_and_response_index(tmp_path):
+    from launcher.outcomes import read_samples
+
+    (tmp_path / "samples.jsonl").write_text("\n".join([
+        json.dumps({"id": "HumanEval/0", "sample": 0, "score": 1}),
+        json.dumps({"id": "HumanEval/0", "sample": 1, "score": 0}),
+        json.dumps({"score": 1}),  # no id: its line number
+        "not json", json.dumps({"id": "x", "score": "high"}), json.dumps([1]),
+    ]) + "\n")
+    assert read_samples(str(tmp_path)) == {("HumanEval/0", 0): True, ("HumanEval/0", 1): False,
+                                           ("#2", 0): True}
+    assert read_samples(str(tmp_path / "missing")) is None

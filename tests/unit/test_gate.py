@@ -165,3 +165,17 @@ def test_the_example_policy_parses():
     assert policy.for_task("gsm8k") == gate_policy.Thresholds(
         0.7, 0.05, gate_policy.Severity.CRITICAL)
     assert policy.for_task("humaneval").severity == gate_policy.Severity.ADVISORY
+
+
+def test_a_job_without_results_is_inconclusive_not_go(tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    cand = make_run(tmp_path, {"gsm8k": GOOD, "humaneval": None})
+    capsys.readouterr()
+    code, data = run_gate(str(tmp_path / "out"), cand.invocation_id, capsys, min_score=0.5,
+                          junit="gate.xml")  # a relative path: the current folder
+    assert (code, data["verdict"]) == (4, "INCONCLUSIVE")
+    he = next(c for c in data["checks"] if c["task"] == "humaneval")
+    assert he["status"] == "inconclusive" and "no scores" in he["reason"]
+    suite = next(ET.parse(tmp_path / "gate.xml").getroot().iter("testsuite"))
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
