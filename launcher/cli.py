@@ -6,10 +6,9 @@ import sys
 
 import click
 
-from launcher import __version__, errors
+from launcher import __version__, cli_results, errors
+from launcher.cli_common import CONTEXT, _output_dir, output_dir_option
 from launcher.errors import LauncherError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(context_settings=CONTEXT)
@@ -130,24 +129,6 @@ def config_show(file, config, config_dir, config_name, overrides, env_file) -> N
     click.echo(dump_yaml(redact(loaded.raw)))
 
 
-def output_dir_option(func):
-    return click.option(
-        "--output-dir", metavar="DIR", default=None,
-        help="Output folder holding the invocations (default: $EVAL_LAUNCHER_OUTPUT_DIR, else "
-             "/results in the launcher container, else ./results).")(func)
-
-
-def _output_dir(value: str | None) -> str:
-    import os
-
-    if value:
-        return value
-    if os.environ.get("EVAL_LAUNCHER_OUTPUT_DIR"):
-        return os.environ["EVAL_LAUNCHER_OUTPUT_DIR"]
-    return "/results" if os.path.exists("/.dockerenv") and os.path.isdir("/results") else (
-        "./results")
-
-
 @cli.command(context_settings=CONTEXT)
 @click.argument("invocation", required=False)
 @output_dir_option
@@ -163,83 +144,6 @@ def status(invocation: str | None, output_dir: str | None, as_json: bool) -> Non
     from launcher.commands.manage import status as do
 
     sys.exit(do(_output_dir(output_dir), invocation, as_json))
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("base")
-@click.argument("candidate")
-@output_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def compare(base: str, candidate: str, output_dir: str | None, as_json: bool) -> None:
-    """Compare two invocations (or jobs) task by task: scores with stderr, the difference,
-    and a paired item-by-item McNemar test on samples.jsonl with a verdict per task.
-
-    \b
-    Example:
-      launcher compare 3f9a0c2e 7b1d4a55 --output-dir ./results
-    """
-    from launcher.commands.compare import compare as do
-
-    sys.exit(do(_output_dir(output_dir), base, candidate, as_json))
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("candidate")
-@click.option("--baseline", metavar="ID", default=None,
-              help="Invocation (or job) to measure drops against (needed by max_drop).")
-@click.option("--min-score", type=float, default=None, metavar="X",
-              help="Every task's headline score must be >= X (overrides the policy default).")
-@click.option("--max-drop", type=float, default=None, metavar="X",
-              help="No task may score more than X below the baseline (overrides the policy "
-                   "default).")
-@click.option("--policy", "policy_file", metavar="FILE", default=None,
-              help="YAML policy: default and per-task min_score, max_drop, severity.")
-@click.option("--junit", metavar="FILE", default=None,
-              help="Write JUnit XML: one test case per task and threshold.")
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
-@output_dir_option
-def gate(candidate: str, baseline: str | None, min_score: float | None,
-         max_drop: float | None, policy_file: str | None, junit: str | None, as_json: bool,
-         output_dir: str | None) -> None:
-    """Check a run against thresholds: exit 0 GO, 1 NO-GO (a critical threshold is
-    violated), 4 INCONCLUSIVE (a critical threshold could not be checked); 2 and 3 are
-    config and environment errors as everywhere. Appends a Markdown table to
-    $GITHUB_STEP_SUMMARY when it is set.
-
-    \b
-    Examples:
-      launcher gate 7b1d4a55 --min-score 0.7
-      launcher gate 7b1d4a55 --baseline 3f9a0c2e --max-drop 0.05 --junit gate.xml
-      launcher gate 7b1d4a55 --baseline 3f9a0c2e --policy examples/gate/policy.yaml --json
-    """
-    from launcher.commands.gate import gate as do
-
-    sys.exit(do(_output_dir(output_dir), candidate, baseline, min_score, max_drop,
-                policy_file, junit, as_json))
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("idents", nargs=-1, required=True, metavar="ID...")
-@click.option("--dest", default="local", show_default=True,
-              help="Where to: local (JSON or CSV file). mlflow, wandb, gsheets: not built yet.")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="export.local.KEY=VALUE",
-              help="output_dir (default: the output folder), format (json|csv, default json), "
-                   "filename (default export.<format>). Repeatable.")
-@output_dir_option
-def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
-           output_dir: str | None) -> None:
-    """Export the scores of invocations (or jobs) as rows: invocation, job, task, metric,
-    score, value, stderr, count, model, timestamp. Rows are upserted by job id: exporting
-    again replaces a job's rows, never duplicates them.
-
-    \b
-    Examples:
-      launcher export 3f9a0c2e --dest local -o export.local.format=csv
-      launcher export 3f9a0c2e 7b1d4a55 -o export.local.output_dir=./exports
-    """
-    from launcher.commands.export import export as do
-
-    sys.exit(do(_output_dir(output_dir), idents, dest, overrides))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -507,6 +411,10 @@ def ls_tasks(as_json: bool, harness_name: str | None) -> None:
     rows = [(t.name, t.harness, ",".join(t.endpoint_types), "built-in" if t.builtin
              else "external", t.image or "- (pin a container)") for t in tasks]
     click.echo(report.format_table(rows, ("task", "harness", "endpoint", "kind", "image")))
+
+
+for _command in (cli_results.compare, cli_results.gate, cli_results.export):
+    cli.add_command(_command)
 
 
 def main() -> None:
