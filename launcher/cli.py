@@ -6,10 +6,9 @@ import sys
 
 import click
 
-from launcher import __version__, errors
+from launcher import __version__, cli_results, errors
+from launcher.cli_common import CONTEXT, _output_dir, output_dir_option
 from launcher.errors import LauncherError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(context_settings=CONTEXT)
@@ -128,24 +127,6 @@ def config_show(file, config, config_dir, config_name, overrides, env_file) -> N
 
     loaded = load(_options(file or config, config_dir, config_name, overrides, env_file))
     click.echo(dump_yaml(redact(loaded.raw)))
-
-
-def output_dir_option(func):
-    return click.option(
-        "--output-dir", metavar="DIR", default=None,
-        help="Output folder holding the invocations (default: $EVAL_LAUNCHER_OUTPUT_DIR, else "
-             "/results in the launcher container, else ./results).")(func)
-
-
-def _output_dir(value: str | None) -> str:
-    import os
-
-    if value:
-        return value
-    if os.environ.get("EVAL_LAUNCHER_OUTPUT_DIR"):
-        return os.environ["EVAL_LAUNCHER_OUTPUT_DIR"]
-    return "/results" if os.path.exists("/.dockerenv") and os.path.isdir("/results") else (
-        "./results")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -434,6 +415,10 @@ def ls_tasks(as_json: bool, harness_name: str | None) -> None:
     rows = [(t.name, t.harness, ",".join(t.endpoint_types), "built-in" if t.builtin
              else "external", t.image or "- (pin a container)") for t in tasks]
     click.echo(report.format_table(rows, ("task", "harness", "endpoint", "kind", "image")))
+
+
+for _command in (cli_results.compare, cli_results.gate, cli_results.export):
+    cli.add_command(_command)
 
 
 def main() -> None:

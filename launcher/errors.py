@@ -6,6 +6,9 @@ code; the CLI prints ``error: <message>`` on stderr and exits with that code, no
 
 from __future__ import annotations
 
+# `launcher gate` verdicts (0 is GO): distinct from the error codes below.
+EXIT_NO_GO = 1  # a critical threshold is violated
+EXIT_INCONCLUSIVE = 4  # a critical threshold could not be checked (task or baseline missing)
 EXIT_USAGE = 2  # bad config, bad flags, unknown task: the user's input must change
 EXIT_ENVIRONMENT = 3  # Docker missing, socket not mounted, path not under a mount
 
