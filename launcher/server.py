@@ -105,7 +105,12 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                                    f"({log_path}):\n{_tail(backend, handle, log_path)}")
             done = backend.state(waiter)
             if done is not None and done.status == "exited":
-                if done.exit_code == 0:
+                if done.exit_code == 0:  # removed while the tasks start (serving joins it)
+                    remover = threading.Thread(target=backend.remove, args=(waiter,),
+                                               name="waiter-remove")
+                    remover.start()
+                    _removers.append(remover)
+                    waiter = ""  # the thread removes it, not the finally below
                     return time.monotonic() - started
                 said = b"".join(backend.logs(waiter, follow=False)).decode(
                     "utf-8", "replace").strip().splitlines()
@@ -118,6 +123,14 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                                    f"{_tail(backend, handle, log_path)}")
             time.sleep(POLL_S)
     finally:
+        _remove_waiter(backend, waiter)
+
+
+_removers: list[threading.Thread] = []  # waiters being removed; serving joins them
+
+
+def _remove_waiter(backend: Backend, waiter: str) -> None:
+    if waiter:
         backend.remove(waiter)
 
 
@@ -174,6 +187,8 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
         backend.stop(handle, timeout=5)
         backend.remove(handle)
         copier.join(timeout=2)
+        while _removers:
+            _removers.pop().join(timeout=30)
         backend.remove_networks({LABEL_INVOCATION: inv_id})
         if state == ServerState.STOPPED:
             _write_state(folder, state, owner)
