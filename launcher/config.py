@@ -57,6 +57,7 @@ class Execution:
     mode: str = "sequential"
     max_parallel: int = 4
     endpoint_readiness_timeout: float | None = None  # 600 s for a deployment, 30 s otherwise
+    evaluation_gpu_visible: Any = False  # the reference's: GPUs for every evaluation container
     mounts: Mounts = attrs.field(factory=Mounts)
 
     def readiness_timeout(self, deployed: bool) -> float:
@@ -72,6 +73,7 @@ class Task:
     dataset_dir: str | None = None
     dataset_mount_path: str = "/datasets"
     timeout: float | None = None  # seconds; a task running longer is stopped and marked failed
+    gpus: Any = None  # "all" or a count: GPUs for this task's evaluation container
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
 
@@ -354,7 +356,7 @@ def _check_semantics(config: Config, source: str) -> None:
     if config.execution.type != "local":
         raise ConfigError(f"only the 'local' executor exists, got '{config.execution.type}'",
                           source=source, key="execution.type")
-    deployment_mod.check(config.deployment, source)
+    deployment_mod.check(config.deployment, source, config.execution, config.evaluation.tasks)
     if config.execution.max_parallel < 1:
         raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",
                           source=source, key="execution.max_parallel")

@@ -16,6 +16,7 @@ import attrs
 
 from launcher import catalog, dockerargs, envvars, keypaths, taskparams
 from launcher.config import Config, deep_merge, task_evaluator_config
+from launcher.deployment import gpu_value
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
 from launcher.errors import ConfigError
@@ -49,6 +50,7 @@ class Job:
     docker: DockerArgs
     container_name: str
     timeout: float | None = None
+    gpus: str | None = None  # "all" or a count: a GPU device request (tasks[].gpus)
 
     @property
     def artifacts_dir(self) -> str:
@@ -183,6 +185,8 @@ def build(
             docker=extra,
             container_name=f"eval-launcher-{inv_id}-{index}",
             timeout=task.timeout,
+            gpus=gpu_value(config.execution.evaluation_gpu_visible if task.gpus is None
+                           else task.gpus, f"{key}.gpus", source),
         ))
     server = None
     if network is not None:

@@ -112,6 +112,7 @@ def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
         mem_limit=d.mem_limit,
         cpus=d.cpus,
         ipc_mode=d.ipc_mode,
+        gpus=job.gpus,
     )
 
 

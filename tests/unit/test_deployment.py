@@ -238,3 +238,32 @@ def test_server_sh_runs_the_recorded_server_spec(tmp_path):
     assert 'if [ -z "${EVAL_LAUNCHER_SERVER_UP:-}" ]; then' in job_script
     all_script = scripts.render_all_script(inv.invocation_id, jobs, host.source)
     assert all_script.index("server.sh start") < all_script.index("gsm8k.0/run.sh")
+
+
+def test_gpus_for_evaluation_containers_are_opt_in_per_task(tmp_path):
+    """No GPU for evaluation containers by default; a task opts in with gpus: (all or a
+    count); the reference's execution.evaluation_gpu_visible sets it for every task."""
+    from launcher import spec
+
+    path = tmp_path / "c.yaml"
+
+    def plan_of(execution: dict, tasks: list[dict]) -> plan.Invocation:
+        path.write_text(yaml.safe_dump({
+            "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions",
+                                        "model_id": "m"}},
+            "execution": {"output_dir": str(tmp_path / "out"), **execution},
+            "evaluation": {"tasks": tasks}}))
+        config, _ = load_config(str(path))
+        return plan.build(config, source=str(path))
+
+    inv = plan_of({}, [{"name": "gsm8k"}, {"name": "humaneval", "gpus": 1},
+                       {"name": "gsm8k", "gpus": "all"}])
+    assert [j.gpus for j in inv.jobs] == [None, "1", "all"]
+    specs = [spec.for_job(j, lambda p: HostSource("bind", p), None, {}) for j in inv.jobs]
+    assert [s.gpus for s in specs] == [None, "1", "all"]
+    inv = plan_of({"evaluation_gpu_visible": True}, [{"name": "gsm8k"},
+                                                     {"name": "humaneval", "gpus": 0}])
+    assert [j.gpus for j in inv.jobs] == ["all", None]
+    with pytest.raises(ConfigError) as err:
+        plan_of({}, [{"name": "gsm8k", "gpus": "0,1"}])
+    assert err.value.key == "evaluation.tasks[0].gpus" and "a count" in err.value.detail
