@@ -26,7 +26,7 @@ from typing import Any
 from launcher import envvars, store
 from launcher.backends.base import Backend, WorkloadGone
 from launcher.errors import EnvironmentProblem
-from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_SERVER, ROLE_WAITER
+from launcher.labels import LABEL_INVOCATION, LABEL_JOB, LABEL_ROLE, ROLE_SERVER, ROLE_WAITER
 from launcher.record import SERVER_LOG, InvocationRecord, now_z
 from launcher.spec import waiter_spec
 
@@ -126,6 +126,40 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
         _remove_waiter(backend, waiter)
 
 
+def _watch(backend: Backend, handle: str, invocation_id: str, ended: threading.Event,
+           log_path: str, died: Any) -> None:
+    """While the tasks run: a server that exits by itself (a crash, an OOM; not removed by
+    kill or Ctrl-C) is recorded, and the running tasks are stopped at once rather than
+    retrying against nothing."""
+    while not ended.wait(0.5):
+        try:
+            fact = backend.state(handle)
+        except Exception:  # the engine went away: the tasks will say so
+            return
+        if fact is None or ended.is_set():
+            return  # removed: by kill, by Ctrl-C, or by us
+        if fact.status in ("running", "created"):
+            continue
+        code = f" with code {fact.exit_code}" if fact.exit_code is not None else ""
+        died(f"the model server exited{code} while the tasks ran; the running tasks were "
+             f"stopped. Last lines of its log:\n{_tail(backend, handle, log_path)}")
+        for workload in backend.find({LABEL_INVOCATION: invocation_id}):
+            if LABEL_JOB in workload.labels and workload.fact.status == "running":
+                backend.stop(workload.handle, timeout=5)
+        return
+
+
+def _died(folder: str, owner: store.Owner, why: str, say: Any) -> None:
+    _write_state(folder, ServerState.FAILED, owner, why.splitlines()[0])
+    if say is not None:
+        for line in why.splitlines():
+            say(f"[server] {line}")
+
+
+def died_state(folder: str) -> bool:
+    return read_state(folder)[0] == ServerState.FAILED
+
+
 _removers: list[threading.Thread] = []  # waiters being removed; serving joins them
 
 
@@ -172,6 +206,7 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
                               name="server-log")
     copier.start()
     state = ServerState.STOPPED
+    ended = threading.Event()
     try:
         try:
             took = wait_ready(backend, handle, rec, waiter_image, ours, log_path)
@@ -182,8 +217,14 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
         _write_state(folder, ServerState.READY, owner, f"after {took:.1f}s")
         if say is not None:
             say(f"[server] ready after {took:.1f}s: {server.plan.health_url}")
+        watcher = threading.Thread(target=_watch, daemon=True, name="server-watch", args=(
+            backend, handle, inv_id, ended, log_path, lambda why: _died(folder, owner, why, say)))
+        watcher.start()
         yield
+        if died_state(folder):  # keep the watcher's "failed" in server.state
+            state = ServerState.FAILED
     finally:
+        ended.set()
         backend.stop(handle, timeout=5)
         backend.remove(handle)
         copier.join(timeout=2)

@@ -139,3 +139,25 @@ def test_detached_run_and_resume_start_the_server_in_the_supervisor(tmp_path, fa
     assert roles(fake).count("server") == 2
     assert all(w.removed for w in fake.started if w.spec.labels.get(LABEL_ROLE) != "supervisor")
     assert [s.state for s in states(tmp_path, fake)] == [JobState.SUCCESS] * 2
+
+
+def test_a_server_dying_mid_run_stops_the_running_tasks(tmp_path, fake: FakeBackend, capsys):
+    fake.scripts.update(server=Script(hang=True, output=b"CUDA error: out of memory\n"),
+                        waiter=Script(), gsm8k=Script(hang=True), humaneval=Script(hang=True))
+
+    def crash() -> None:  # the server exits by itself once the tasks run
+        deadline = time.monotonic() + 10
+        while roles(fake).count("job") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.stop(fake.started[0].handle)
+
+    threading.Thread(target=crash, daemon=True).start()
+    began = time.monotonic()
+    assert launch(write_config(tmp_path, mode="parallel")) == 1
+    assert time.monotonic() - began < 5  # not after the tasks' retries
+    run = only_run(tmp_path)
+    assert [s.state for s in states(tmp_path, fake)] == [JobState.FAILED] * 2
+    state, why = server.read_state(run.dir)
+    assert state == server.ServerState.FAILED and "exited with code 143 while the tasks" in why
+    assert "[server]   | CUDA error: out of memory" in capsys.readouterr().err
+    assert all(w.removed for w in fake.started) and not fake.networks
