@@ -98,8 +98,11 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
     try:
         while True:
             fact = backend.state(handle)
-            if fact is None or fact.status not in ("running", "created"):
-                code = f" with code {fact.exit_code}" if fact and fact.exit_code is not None else ""
+            if fact is None:
+                raise ServerFailed(f"the model server ({server.image}) was removed (launcher "
+                                   "kill?) before it was ready; no task was started")
+            if fact.status not in ("running", "created"):
+                code = f" with code {fact.exit_code}" if fact.exit_code is not None else ""
                 raise ServerFailed(f"the model server ({server.image}) exited{code} before it "
                                    f"was ready; no task was started. Last lines of its log "
                                    f"({log_path}):\n{_tail(backend, handle, log_path)}")

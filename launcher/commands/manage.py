@@ -131,6 +131,9 @@ def info(output_dir: str, ident: str) -> int:
     print(f"launcher     {rec.launcher_version}   images {rec.images}")
     print(f"folder       {host}")
     print(f"rerun all    bash {host}/{RUN_ALL[0]}")
+    if rec.server is not None:
+        print(f"server       {rec.server.container.image}  {host}/server.sh start|stop   "
+              f"env: {', '.join(rec.server.env_names) or '-'}")
     for job in run.jobs:
         print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
               f"env: {', '.join(job.env_names) or '-'}")

@@ -60,6 +60,9 @@ def test_one_server_for_parallel_jobs(tmp_path, fake: FakeBackend, capsys):
     assert line.startswith("server generic eval-launcher:latest "
                            "(http://eval-launcher-server:8000/health): stopped "), line
     assert line.endswith(f"no container; log {run.dir}/server.log"), line
+    assert manage.info(str(tmp_path / "out"), run.invocation_id) == 0
+    assert f"server       eval-launcher:latest  {run.dir}/server.sh start|stop" in (
+        capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(("waiter", "text"), [
