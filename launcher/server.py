@@ -152,7 +152,8 @@ def _watch(backend: Backend, handle: str, invocation_id: str, ended: threading.E
         return
 
 
-def _died(folder: str, owner: store.Owner, why: str, say: Any) -> None:
+def _died(folder: str, owner: store.Owner, why: str, say: Any, watch: Any) -> None:
+    watch.died = why.splitlines()[0].split(";")[0]  # "the model server exited with code N ..."
     _write_state(folder, ServerState.FAILED, owner, why.splitlines()[0])
     if say is not None:
         for line in why.splitlines():
@@ -180,14 +181,25 @@ def remove_leftovers(backend: Backend, invocation_id: str) -> int:
     return len(found)
 
 
+class Watch:
+    """What the tasks' scheduler asks while they run: why no task may start any more."""
+
+    def __init__(self) -> None:
+        self.died: str | None = None
+
+    def failure(self) -> str | None:
+        return self.died
+
+
 @contextlib.contextmanager
 def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.Owner,
             labels: Mapping[str, str], environ: Mapping[str, str], waiter_image: str,
-            say: Any = None) -> Iterator[None]:
+            say: Any = None) -> Iterator[Watch]:
     """The invocation's model server runs (and is ready) inside this block; nothing without
     a deployment."""
+    watch = Watch()
     if rec.server is None:
-        yield
+        yield watch
         return
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
@@ -221,9 +233,10 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
         if say is not None:
             say(f"[server] ready after {took:.1f}s: {server.plan.health_url}")
         watcher = threading.Thread(target=_watch, daemon=True, name="server-watch", args=(
-            backend, handle, inv_id, ended, log_path, lambda why: _died(folder, owner, why, say)))
+            backend, handle, inv_id, ended, log_path,
+            lambda why: _died(folder, owner, why, say, watch)))
         watcher.start()
-        yield
+        yield watch
         if died_state(folder):  # keep the watcher's "failed" in server.state
             state = ServerState.FAILED
     finally:

@@ -164,3 +164,24 @@ def test_a_server_dying_mid_run_stops_the_running_tasks(tmp_path, fake: FakeBack
     assert state == server.ServerState.FAILED and "exited with code 143 while the tasks" in why
     assert "[server]   | CUDA error: out of memory" in capsys.readouterr().err
     assert all(w.removed for w in fake.started) and not fake.networks
+
+
+def test_after_the_server_died_no_further_task_starts(tmp_path, fake: FakeBackend):
+    fake.scripts.update(server=Script(hang=True), waiter=Script(), gsm8k=Script(hang=True),
+                        humaneval=Script(hang=True))
+
+    def crash() -> None:
+        deadline = time.monotonic() + 10
+        while "job" not in roles(fake) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.stop(fake.started[0].handle)
+
+    threading.Thread(target=crash, daemon=True).start()
+    assert launch(write_config(tmp_path)) == 1  # sequential: humaneval waits for gsm8k
+    assert roles(fake).count("job") == 1
+    run = only_run(tmp_path)
+    assert [s.state for s in states(tmp_path, fake)] == [JobState.FAILED] * 2
+    log = os.path.join(run.dir, "humaneval.1", "logs", "stdout.log")
+    with open(log, encoding="utf-8") as fh:
+        assert "not started: the model server exited with code 143 while the tasks ran" in (
+            fh.read())
