@@ -84,9 +84,12 @@ def _terminate(signum: int, _frame: Any) -> None:
 
 
 def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_image: str,
-               labels: Mapping[str, str], log_path: str) -> float:
+               labels: Mapping[str, str], log_path: str,
+               removers: list[threading.Thread]) -> float:
     """Block until the server answers its health path and serves the model; seconds it
-    took. ServerFailed (with its log's tail) when it exits first or the timeout passes."""
+    took. ServerFailed (with its log's tail) when it exits first or the timeout passes.
+    On success the waiter is removed by a thread added to ``removers``, while the tasks
+    start."""
     assert rec.server is not None
     server = rec.server.plan
     job = rec.jobs[0].plan
@@ -108,11 +111,11 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                                    f"({log_path}):\n{_tail(backend, handle, log_path)}")
             done = backend.state(waiter)
             if done is not None and done.status == "exited":
-                if done.exit_code == 0:  # removed while the tasks start (serving joins it)
+                if done.exit_code == 0:
                     remover = threading.Thread(target=backend.remove, args=(waiter,),
                                                name="waiter-remove")
                     remover.start()
-                    _removers.append(remover)
+                    removers.append(remover)
                     waiter = ""  # the thread removes it, not the finally below
                     return time.monotonic() - started
                 said = b"".join(backend.logs(waiter, follow=False)).decode(
@@ -126,7 +129,8 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                                    f"{_tail(backend, handle, log_path)}")
             time.sleep(POLL_S)
     finally:
-        _remove_waiter(backend, waiter)
+        if waiter:
+            backend.remove(waiter)
 
 
 def _watch(backend: Backend, handle: str, invocation_id: str, ended: threading.Event,
@@ -152,24 +156,12 @@ def _watch(backend: Backend, handle: str, invocation_id: str, ended: threading.E
         return
 
 
-def _died(folder: str, owner: store.Owner, why: str, say: Any, watch: Any) -> None:
+def _died(folder: str, owner: store.Owner, why: str, say: Any, watch: Watch) -> None:
     watch.died = why.splitlines()[0].split(";")[0]  # "the model server exited with code N ..."
     _write_state(folder, ServerState.FAILED, owner, why.splitlines()[0])
     if say is not None:
         for line in why.splitlines():
             say(f"[server] {line}")
-
-
-def died_state(folder: str) -> bool:
-    return read_state(folder)[0] == ServerState.FAILED
-
-
-_removers: list[threading.Thread] = []  # waiters being removed; serving joins them
-
-
-def _remove_waiter(backend: Backend, waiter: str) -> None:
-    if waiter:
-        backend.remove(waiter)
 
 
 def remove_leftovers(backend: Backend, invocation_id: str) -> int:
@@ -222,9 +214,10 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
     copier.start()
     state = ServerState.STOPPED
     ended = threading.Event()
+    removers: list[threading.Thread] = []
     try:
         try:
-            took = wait_ready(backend, handle, rec, waiter_image, ours, log_path)
+            took = wait_ready(backend, handle, rec, waiter_image, ours, log_path, removers)
         except ServerFailed as exc:
             state = ServerState.FAILED
             _write_state(folder, state, owner, exc.message.splitlines()[0])
@@ -237,15 +230,15 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
             lambda why: _died(folder, owner, why, say, watch)))
         watcher.start()
         yield watch
-        if died_state(folder):  # keep the watcher's "failed" in server.state
+        if watch.died:  # keep the watcher's "failed" in server.state
             state = ServerState.FAILED
     finally:
         ended.set()
         backend.stop(handle, timeout=5)
         backend.remove(handle)
         copier.join(timeout=2)
-        while _removers:
-            _removers.pop().join(timeout=30)
+        for remover in removers:
+            remover.join(timeout=30)
         backend.remove_networks({LABEL_INVOCATION: inv_id})
         if state == ServerState.STOPPED:
             _write_state(folder, state, owner)
