@@ -267,3 +267,23 @@ def test_gpus_for_evaluation_containers_are_opt_in_per_task(tmp_path):
     with pytest.raises(ConfigError) as err:
         plan_of({}, [{"name": "gsm8k", "gpus": "0,1"}])
     assert err.value.key == "evaluation.tasks[0].gpus" and "a count" in err.value.detail
+
+
+def test_dry_run_document_has_the_server(tmp_path, capsys, monkeypatch):
+    from launcher.commands import run as run_cmd
+    from launcher.prepare import ConfigOptions
+
+    monkeypatch.delenv("EVAL_LAUNCHER_LABELS", raising=False)
+    load(tmp_path, "vllm", {"hf_model_handle": "h", "served_model_name": "m",
+                            "env_vars": {"HF_TOKEN": "host:HF_TOKEN"}})
+    capsys.readouterr()
+    assert run_cmd.run(ConfigOptions(config=str(tmp_path / "c.yaml")), (), dry_run=True,
+                       host_output_dir=None) == 0
+    document = yaml.safe_load(capsys.readouterr().out)
+    srv = document["plan"]["server"]
+    assert srv["image"] == "vllm/vllm-openai:latest" and srv["gpus"] == "all"
+    assert srv["command"][:3] == ["vllm", "serve", "h"] and srv["env"] == ["HF_TOKEN"]
+    assert srv["health"] == "http://eval-launcher-server:8000/health"
+    assert srv["readiness_timeout"] == 600
+    assert any(name.endswith("/server.sh") for name in document["scripts"])
+    assert not (tmp_path / "out").exists()  # nothing written
