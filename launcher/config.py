@@ -57,6 +57,7 @@ class Execution:
     mode: str = "sequential"
     max_parallel: int = 4
     endpoint_readiness_timeout: float | None = None  # 600 s for a deployment, 30 s otherwise
+    evaluation_gpu_visible: Any = False  # the reference's: GPUs for every evaluation container
     mounts: Mounts = attrs.field(factory=Mounts)
 
     def readiness_timeout(self, deployed: bool) -> float:
@@ -73,6 +74,7 @@ class Task:
     dataset_dir: str | None = None
     dataset_mount_path: str = "/datasets"
     timeout: float | None = None  # seconds; a task running longer is stopped and marked failed
+    gpus: Any = None  # "all" or a count: GPUs for this task's evaluation container
     env_vars: dict[str, str] = attrs.field(factory=dict)
     nemo_evaluator_config: dict[str, Any] = attrs.field(factory=dict)
     pre_cmd: str = ""  # shell in the container before / after the evaluation (launcher/hooks.py)

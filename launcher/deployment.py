@@ -13,7 +13,7 @@ reached by the evaluation containers on the invocation's private network, by the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -63,9 +63,7 @@ class Deployment:
 
     def gpu_request(self) -> str | None:
         """``all``, a count as text, or None: the server's GPU device request."""
-        if self.gpus is None or self.gpus == "none" or self.gpus == 0:
-            return None
-        return str(self.gpus)
+        return gpu_value(self.gpus, "deployment.gpus", "")
 
 
 def fill_target(data: dict[str, Any], source: str) -> None:
@@ -91,8 +89,29 @@ def fill_target(data: dict[str, Any], source: str) -> None:
     endpoint["model_id"] = "${deployment.served_model_name}"
 
 
-def check(deployment: Deployment, source: str) -> None:
-    """What the types cannot say: a known type, an image and a command, a model to serve."""
+def gpu_value(value: Any, key: str, source: str) -> str | None:
+    """``all``/``true``, a count, or none (``null``, ``false``, ``none``, 0) as a device
+    request: "all", a count as text, or None; ConfigError at ``key`` otherwise."""
+    if value is None or value is False or value == "none" or value == 0:
+        return None
+    if value is True or value == "all":
+        return "all"
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isdigit():
+        return None if int(value) == 0 else str(int(value))
+    raise ConfigError(f"expected 'all', a number of GPUs or null, got {value!r} (device "
+                      "indices are not supported: use a count)", source=source, key=key)
+
+
+def check(deployment: Deployment, source: str, execution: Any = None,
+          tasks: Sequence[Any] = ()) -> None:
+    """What the types cannot say: a known type, an image and a command, a model to serve;
+    GPU requests of the server and of the evaluation containers."""
+    if execution is not None:
+        gpu_value(execution.evaluation_gpu_visible, "execution.evaluation_gpu_visible", source)
+    for i, task in enumerate(tasks):
+        gpu_value(task.gpus, f"evaluation.tasks[{i}].gpus", source)
     if deployment.type not in TYPES:
         raise ConfigError(f"expected one of {', '.join(TYPES)}, got '{deployment.type}'",
                           source=source, key="deployment.type")
@@ -113,12 +132,7 @@ def check(deployment: Deployment, source: str) -> None:
     if not 0 < deployment.port < 65536:
         raise ConfigError(f"expected a TCP port, got {deployment.port}", source=source,
                           key="deployment.port")
-    gpus = deployment.gpus
-    if not (gpus is None or gpus in ("all", "none") or (
-            isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 0)
-            or (isinstance(gpus, str) and gpus.isdigit())):
-        raise ConfigError(f"expected 'all', a number of GPUs or null, got {gpus!r}",
-                          source=source, key="deployment.gpus")
+    gpu_value(deployment.gpus, "deployment.gpus", source)
     for name, path in attrs.asdict(deployment.endpoints).items():
         if path is not None and not str(path).startswith("/"):
             raise ConfigError(f"expected a path starting with '/', got '{path}'",

@@ -86,3 +86,16 @@ def _stream_logs(backend: Backend, handle: str, log: BinaryIO,
         if echo:
             for line in chunk.decode("utf-8", "replace").splitlines():
                 echo(line)
+
+
+def mark_not_started(job: Job, owner: Owner, why: str) -> int:
+    """A job that will not start (its model server failed): failed, saying why in its log,
+    so status shows it and resume reruns it. Left alone if ``launcher kill`` marked it."""
+    folder = job_folder(job)
+    if folder.has(Marker.KILLED):
+        return EXIT_KILLED
+    folder.clear(Marker.RUNNING, Marker.EXIT)
+    with safe_fs.open_append(folder.stdout_log, owner) as log:  # never through a planted link
+        log.write(f"eval-launcher: not started: {why}\n".encode())
+    folder.write_exit(ExitMark(now_z(), EXIT_START_FAILED, JobState.FAILED), owner)
+    return EXIT_START_FAILED

@@ -16,6 +16,7 @@ import attrs
 
 from launcher import catalog, dockerargs, envvars, hooks, keypaths, taskparams
 from launcher.config import Config, deep_merge, task_evaluator_config
+from launcher.deployment import gpu_value
 from launcher.dockerargs import DockerArgs
 from launcher.envvars import EnvVar
 from launcher.errors import ConfigError
@@ -50,6 +51,7 @@ class Job:
     container_name: str
     timeout: float | None = None
     hooks: hooks.Hooks | None = None  # pre_cmd/post_cmd around the command (spec.for_job)
+    gpus: str | None = None  # "all" or a count: a GPU device request (tasks[].gpus)
 
     @property
     def artifacts_dir(self) -> str:
@@ -189,6 +191,8 @@ def build(
             container_name=f"eval-launcher-{inv_id}-{index}",
             timeout=task.timeout,
             hooks=hooks.for_task(config, index)[0],
+            gpus=gpu_value(config.execution.evaluation_gpu_visible if task.gpus is None
+                           else task.gpus, f"{key}.gpus", source),
         ))
     server = None
     if network is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from launcher import progress_view
 from launcher.backends.base import Backend
-from launcher.jobrun import EXIT_START_FAILED, run_job
+from launcher.jobrun import EXIT_START_FAILED, mark_not_started, run_job
 from launcher.plan import Invocation
 from launcher.spec import ContainerSpec
 from launcher.store import Owner
@@ -33,8 +33,10 @@ def echo_stderr(prefix: str) -> Callable[[str], None]:
 
 def execute(backend: Backend, invocation: Invocation, specs: Mapping[str, ContainerSpec],
             env_values: Mapping[str, Mapping[str, str]], owner: Owner, *, workers: int,
-            only: set[str] | None = None) -> dict[str, int] | None:
-    """Exit code per job id, or None when interrupted (our containers are then stopped)."""
+            only: set[str] | None = None,
+            blocked: Callable[[], str | None] | None = None) -> dict[str, int] | None:
+    """Exit code per job id, or None when interrupted (our containers are then stopped).
+    ``blocked``: why a job must not start any more (its model server died), or None."""
     jobs = [i for i, job in enumerate(invocation.jobs) if only is None or job.job_id in only]
     codes: dict[str, int] = {}
     lock = threading.Lock()
@@ -44,6 +46,13 @@ def execute(backend: Backend, invocation: Invocation, specs: Mapping[str, Contai
         job = invocation.jobs[index]
         name = f"{job.task}.{job.index}"
         started = time.monotonic()
+        why = blocked() if blocked else None
+        if why:
+            code = mark_not_started(job, owner, why)
+            with lock:
+                codes[job.job_id] = code
+            live.say(f"[{name}] not started: {why}")
+            return
         live.say(f"[{name}] starting {job.image}")
         try:
             code = run_job(backend, job, specs[job.job_id], env_values.get(job.job_id, {}),

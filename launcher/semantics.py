@@ -35,7 +35,7 @@ def check(config: Config, source: str) -> None:
             source=source,
             key="execution.type",
         )
-    deployment.check(config.deployment, source)
+    deployment.check(config.deployment, source, config.execution, config.evaluation.tasks)
     if config.execution.max_parallel < 1:
         raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",
                           source=source, key="execution.max_parallel")

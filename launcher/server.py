@@ -26,7 +26,7 @@ from typing import Any
 from launcher import envvars, safe_fs, store
 from launcher.backends.base import Backend, WorkloadGone
 from launcher.errors import EnvironmentProblem, LauncherError
-from launcher.labels import LABEL_INVOCATION, LABEL_ROLE, ROLE_SERVER, ROLE_WAITER
+from launcher.labels import LABEL_INVOCATION, LABEL_JOB, LABEL_ROLE, ROLE_SERVER, ROLE_WAITER
 from launcher.record import SERVER_LOG, InvocationRecord, now_z
 from launcher.spec import waiter_spec
 
@@ -84,9 +84,12 @@ def _terminate(signum: int, _frame: Any) -> None:
 
 
 def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_image: str,
-               labels: Mapping[str, str], log_path: str) -> float:
+               labels: Mapping[str, str], log_path: str,
+               removers: list[threading.Thread]) -> float:
     """Block until the server answers its health path and serves the model; seconds it
-    took. ServerFailed (with its log's tail) when it exits first or the timeout passes."""
+    took. ServerFailed (with its log's tail) when it exits first or the timeout passes.
+    On success the waiter is removed by a thread added to ``removers``, while the tasks
+    start."""
     assert rec.server is not None
     server = rec.server.plan
     job = rec.jobs[0].plan
@@ -98,14 +101,22 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
     try:
         while True:
             fact = backend.state(handle)
-            if fact is None or fact.status not in ("running", "created"):
-                code = f" with code {fact.exit_code}" if fact and fact.exit_code is not None else ""
+            if fact is None:
+                raise ServerFailed(f"the model server ({server.image}) was removed (launcher "
+                                   "kill?) before it was ready; no task was started")
+            if fact.status not in ("running", "created"):
+                code = f" with code {fact.exit_code}" if fact.exit_code is not None else ""
                 raise ServerFailed(f"the model server ({server.image}) exited{code} before it "
                                    f"was ready; no task was started. Last lines of its log "
                                    f"({log_path}):\n{_tail(backend, handle, log_path)}")
             done = backend.state(waiter)
             if done is not None and done.status == "exited":
                 if done.exit_code == 0:
+                    remover = threading.Thread(target=backend.remove, args=(waiter,),
+                                               name="waiter-remove")
+                    remover.start()
+                    removers.append(remover)
+                    waiter = ""  # the thread removes it, not the finally below
                     return time.monotonic() - started
                 said = b"".join(backend.logs(waiter, follow=False)).decode(
                     "utf-8", "replace").strip().splitlines()
@@ -118,7 +129,39 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                                    f"{_tail(backend, handle, log_path)}")
             time.sleep(POLL_S)
     finally:
-        backend.remove(waiter)
+        if waiter:
+            backend.remove(waiter)
+
+
+def _watch(backend: Backend, handle: str, invocation_id: str, ended: threading.Event,
+           log_path: str, died: Any) -> None:
+    """While the tasks run: a server that exits by itself (a crash, an OOM; not removed by
+    kill or Ctrl-C) is recorded, and the running tasks are stopped at once rather than
+    retrying against nothing."""
+    while not ended.wait(0.5):
+        try:
+            fact = backend.state(handle)
+        except Exception:  # the engine went away: the tasks will say so
+            return
+        if fact is None or ended.is_set():
+            return  # removed: by kill, by Ctrl-C, or by us
+        if fact.status in ("running", "created"):
+            continue
+        code = f" with code {fact.exit_code}" if fact.exit_code is not None else ""
+        died(f"the model server exited{code} while the tasks ran; the running tasks were "
+             f"stopped. Last lines of its log:\n{_tail(backend, handle, log_path)}")
+        for workload in backend.find({LABEL_INVOCATION: invocation_id}):
+            if LABEL_JOB in workload.labels and workload.fact.status == "running":
+                backend.stop(workload.handle, timeout=5)
+        return
+
+
+def _died(folder: str, owner: store.Owner, why: str, say: Any, watch: Watch) -> None:
+    watch.died = why.splitlines()[0].split(";")[0]  # "the model server exited with code N ..."
+    _write_state(folder, ServerState.FAILED, owner, why.splitlines()[0])
+    if say is not None:
+        for line in why.splitlines():
+            say(f"[server] {line}")
 
 
 def remove_leftovers(backend: Backend, invocation_id: str) -> int:
@@ -130,14 +173,25 @@ def remove_leftovers(backend: Backend, invocation_id: str) -> int:
     return len(found)
 
 
+class Watch:
+    """What the tasks' scheduler asks while they run: why no task may start any more."""
+
+    def __init__(self) -> None:
+        self.died: str | None = None
+
+    def failure(self) -> str | None:
+        return self.died
+
+
 @contextlib.contextmanager
 def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.Owner,
             labels: Mapping[str, str], environ: Mapping[str, str], waiter_image: str,
-            say: Any = None) -> Iterator[None]:
+            say: Any = None) -> Iterator[Watch]:
     """The invocation's model server runs (and is ready) inside this block; nothing without
     a deployment."""
+    watch = Watch()
     if rec.server is None:
-        yield
+        yield watch
         return
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
@@ -156,9 +210,11 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
                               name="server-log")
     copier.start()
     state = ServerState.STOPPED
+    ended = threading.Event()
+    removers: list[threading.Thread] = []
     try:
         try:
-            took = wait_ready(backend, handle, rec, waiter_image, ours, log_path)
+            took = wait_ready(backend, handle, rec, waiter_image, ours, log_path, removers)
         except ServerFailed as exc:
             state = ServerState.FAILED
             _write_state(folder, state, owner, exc.message.splitlines()[0])
@@ -166,11 +222,20 @@ def serving(backend: Backend, rec: InvocationRecord, folder: str, owner: store.O
         _write_state(folder, ServerState.READY, owner, f"after {took:.1f}s")
         if say is not None:
             say(f"[server] ready after {took:.1f}s: {server.plan.health_url}")
-        yield
+        watcher = threading.Thread(target=_watch, daemon=True, name="server-watch", args=(
+            backend, handle, inv_id, ended, log_path,
+            lambda why: _died(folder, owner, why, say, watch)))
+        watcher.start()
+        yield watch
+        if watch.died:  # keep the watcher's "failed" in server.state
+            state = ServerState.FAILED
     finally:
+        ended.set()
         backend.stop(handle, timeout=5)
         backend.remove(handle)
         copier.join(timeout=2)
+        for remover in removers:
+            remover.join(timeout=30)
         backend.remove_networks({LABEL_INVOCATION: inv_id})
         if state == ServerState.STOPPED:
             _write_state(folder, state, owner)

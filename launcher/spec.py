@@ -119,7 +119,7 @@ def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
         mem_limit=d.mem_limit,
         cpus=d.cpus,
         ipc_mode=d.ipc_mode,
-        gpus=d.gpus,
+        gpus=d.gpus or (parse_gpus(job.gpus) if job.gpus else None),  # flag, else tasks[].gpus
         devices=d.devices,
         runtime=d.runtime,
     )

@@ -133,6 +133,9 @@ def info(output_dir: str, ident: str) -> int:
     print(f"rerun all    bash {host}/{RUN_ALL[0]}")
     if rec.user_provided_metadata:
         print(f"metadata     {json.dumps(rec.user_provided_metadata, sort_keys=True)}")
+    if rec.server is not None:
+        print(f"server       {rec.server.container.image}  {host}/server.sh start|stop   "
+              f"env: {', '.join(rec.server.env_names) or '-'}")
     for job in run.jobs:
         print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
               f"env: {', '.join(job.env_names) or '-'}")

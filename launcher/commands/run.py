@@ -98,9 +98,10 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
     specs = {job_id: spec.with_labels(labels or {}) for job_id, spec in rec.specs().items()}
     try:
         with server.serving(backend, rec, folder, owner, labels or {}, environ,
-                            waiter_image(inv), say=_say):
+                            waiter_image(inv), say=_say) as watch:
             codes = scheduler.execute(backend, inv, specs, env_values, owner,
-                                      workers=rec.execution.workers, only=only)
+                                      workers=rec.execution.workers, only=only,
+                                      blocked=watch.failure)
     except server.ServerFailed as exc:
         _not_started(inv, only, owner, exc.message.splitlines()[0])
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
@@ -119,19 +120,10 @@ def _say(line: str) -> None:
 
 def _not_started(inv: plan_mod.Invocation, only: set[str] | None, owner: store.Owner,
                  why: str) -> None:
-    """The jobs a failed model server kept from starting: failed, saying why (resume reruns
-    them)."""
+    """The jobs a model server that never got ready kept from starting."""
     for job in inv.jobs:
-        if only is not None and job.job_id not in only:
-            continue
-        folder = record.job_folder(job)
-        if folder.has(record.Marker.KILLED):  # `launcher kill` removed the loading server
-            continue
-        folder.clear(record.Marker.RUNNING, record.Marker.EXIT)
-        with open(folder.stdout_log, "a", encoding="utf-8") as log:
-            log.write(f"eval-launcher: not started: {why}\n")
-        folder.write_exit(record.ExitMark(record.now_z(), jobrun.EXIT_START_FAILED,
-                                          record.JobState.FAILED), owner)
+        if only is None or job.job_id in only:
+            jobrun.mark_not_started(job, owner, why)
 
 
 def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Owner) -> None:

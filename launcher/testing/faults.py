@@ -84,7 +84,22 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._firsts: set[str] = set()
         self.reset()
+
+    def first(self, what: str) -> None:
+        """Log the time of the first ``what`` answer (the deployment benchmark reads it)."""
+        with self._lock:
+            if what in self._firsts:
+                return
+            self._firsts.add(what)
+        print(f"reference endpoint: first {what} at {time.time():.3f}", file=sys.stderr,
+              flush=True)
+
+    def healthy(self) -> bytes:
+        """The body of a ``/health`` answer."""
+        self.first("health answer")
+        return b'{"status": "ok"}'
 
     def reset(self) -> None:
         with self._lock:
@@ -92,6 +107,7 @@ class Stats:
             self._items: dict[str, int] = {}
 
     def count(self, outcome: str, item: str | None = None) -> None:
+        self.first("completion answer")
         with self._lock:
             self._outcomes[outcome] += 1
             if item is not None:

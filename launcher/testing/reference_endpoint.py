@@ -190,7 +190,7 @@ class ReferenceServer:
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, "GET, HEAD")
             if path == "/health":
-                return reply(200, b'{"status": "ok"}')
+                return reply(200, self.stats.healthy())
             if path == "/v1/models":
                 return reply(200, self.models_body)
             return reply(200, json.dumps(self.stats.snapshot()).encode())

@@ -247,3 +247,18 @@ def test_rerun_script_of_a_server_that_dies_says_so(deployed, docker_client):
     assert "the model server exited before it was ready" in rerun.stderr
     assert "failed to load the model (exit 1)" in rerun.stderr
     assert nothing_left(docker_client, invocation_id)
+
+
+def test_detached_run_serves_from_the_supervisor(deployed, docker_client):
+    deployed.write("--accuracy 0.5", [{"name": "gsm8k", "dataset_dir": "/data/gsm8k"},
+                                      {"name": "humaneval"}], mode="parallel")
+    run = deployed.launcher("run", "--config", "/config/eval.yaml", "--detach")
+    assert run.exit_code == 0, run.stderr[-3000:]
+    invocation_id = run.stdout.strip().splitlines()[-1]
+    wait_for(lambda: deployed.status(invocation_id) == ["success", "success"], timeout=120,
+             every=1)
+    inv, _ = deployed.invocation()
+    assert score(inv / "gsm8k.0" / "artifacts", "gsm8k", "exact_match") == (0.5, 10)
+    wait_for(lambda: nothing_left(docker_client, invocation_id), timeout=30)
+    assert (inv / "server.state").read_text().startswith("stopped ")
+    assert "[server] ready after" in (inv / "supervisor.log").read_text()

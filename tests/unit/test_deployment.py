@@ -239,3 +239,52 @@ def test_server_sh_runs_the_recorded_server_spec(tmp_path):
     assert 'if [ -z "${EVAL_LAUNCHER_SERVER_UP:-}" ]; then' in job_script
     all_script = scripts.render_all_script(inv.invocation_id, jobs, host.source)
     assert all_script.index("server.sh start") < all_script.index("gsm8k.0/run.sh")
+
+
+def test_gpus_for_evaluation_containers_are_opt_in_per_task(tmp_path):
+    """No GPU for evaluation containers by default; a task opts in with gpus: (all or a
+    count); the reference's execution.evaluation_gpu_visible sets it for every task."""
+    from launcher import spec
+
+    path = tmp_path / "c.yaml"
+
+    def plan_of(execution: dict, tasks: list[dict]) -> plan.Invocation:
+        path.write_text(yaml.safe_dump({
+            "target": {"api_endpoint": {"url": "http://ep:8000/v1/chat/completions",
+                                        "model_id": "m"}},
+            "execution": {"output_dir": str(tmp_path / "out"), **execution},
+            "evaluation": {"tasks": tasks}}))
+        config, _ = load_config(str(path))
+        return plan.build(config, source=str(path))
+
+    inv = plan_of({}, [{"name": "gsm8k"}, {"name": "humaneval", "gpus": 1},
+                       {"name": "gsm8k", "gpus": "all"}])
+    assert [j.gpus for j in inv.jobs] == [None, "1", "all"]
+    specs = [spec.for_job(j, lambda p: HostSource("bind", p), None, {}) for j in inv.jobs]
+    assert [s.gpus for s in specs] == [None, "1", "all"]
+    inv = plan_of({"evaluation_gpu_visible": True}, [{"name": "gsm8k"},
+                                                     {"name": "humaneval", "gpus": 0}])
+    assert [j.gpus for j in inv.jobs] == ["all", None]
+    with pytest.raises(ConfigError) as err:
+        plan_of({}, [{"name": "gsm8k", "gpus": "0,1"}])
+    assert err.value.key == "evaluation.tasks[0].gpus" and "a count" in err.value.detail
+
+
+def test_dry_run_document_has_the_server(tmp_path, capsys, monkeypatch):
+    from launcher.commands import run as run_cmd
+    from launcher.prepare import ConfigOptions
+
+    monkeypatch.delenv("EVAL_LAUNCHER_LABELS", raising=False)
+    load(tmp_path, "vllm", {"hf_model_handle": "h", "served_model_name": "m",
+                            "env_vars": {"HF_TOKEN": "host:HF_TOKEN"}})
+    capsys.readouterr()
+    assert run_cmd.run(ConfigOptions(config=str(tmp_path / "c.yaml")), (), dry_run=True,
+                       host_output_dir=None) == 0
+    document = yaml.safe_load(capsys.readouterr().out)
+    srv = document["plan"]["server"]
+    assert srv["image"] == "vllm/vllm-openai:latest" and srv["gpus"] == "all"
+    assert srv["command"][:3] == ["vllm", "serve", "h"] and srv["env"] == ["HF_TOKEN"]
+    assert srv["health"] == "http://eval-launcher-server:8000/health"
+    assert srv["readiness_timeout"] == 600
+    assert any(name.endswith("/server.sh") for name in document["scripts"])
+    assert not (tmp_path / "out").exists()  # nothing written

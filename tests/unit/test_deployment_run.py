@@ -57,6 +57,9 @@ def test_one_server_for_parallel_jobs(tmp_path, fake: FakeBackend, capsys):
     assert line.startswith("server generic eval-launcher:latest "
                            "(http://eval-launcher-server:8000/health): stopped "), line
     assert line.endswith(f"no container; log {run.dir}/server.log"), line
+    assert manage.info(str(tmp_path / "out"), run.invocation_id) == 0
+    assert f"server       eval-launcher:latest  {run.dir}/server.sh start|stop" in (
+        capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(("waiter", "text"), [
@@ -136,3 +139,46 @@ def test_detached_run_and_resume_start_the_server_in_the_supervisor(tmp_path, fa
     assert roles(fake).count("server") == 2
     assert all(w.removed for w in fake.started if w.spec.labels.get(LABEL_ROLE) != "supervisor")
     assert [s.state for s in states(tmp_path, fake)] == [JobState.SUCCESS] * 2
+
+
+def test_a_server_dying_mid_run_stops_the_running_tasks(tmp_path, fake: FakeBackend, capsys):
+    fake.scripts.update(server=Script(hang=True, output=b"CUDA error: out of memory\n"),
+                        waiter=Script(), gsm8k=Script(hang=True), humaneval=Script(hang=True))
+
+    def crash() -> None:  # the server exits by itself once the tasks run
+        deadline = time.monotonic() + 10
+        while roles(fake).count("job") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.stop(fake.started[0].handle)
+
+    threading.Thread(target=crash, daemon=True).start()
+    began = time.monotonic()
+    assert launch(write_config(tmp_path, mode="parallel")) == 1
+    assert time.monotonic() - began < 5  # not after the tasks' retries
+    run = only_run(tmp_path)
+    assert [s.state for s in states(tmp_path, fake)] == [JobState.FAILED] * 2
+    state, why = server.read_state(run.dir)
+    assert state == server.ServerState.FAILED and "exited with code 143 while the tasks" in why
+    assert "[server]   | CUDA error: out of memory" in capsys.readouterr().err
+    assert all(w.removed for w in fake.started) and not fake.networks
+
+
+def test_after_the_server_died_no_further_task_starts(tmp_path, fake: FakeBackend):
+    fake.scripts.update(server=Script(hang=True), waiter=Script(), gsm8k=Script(hang=True),
+                        humaneval=Script(hang=True))
+
+    def crash() -> None:
+        deadline = time.monotonic() + 10
+        while "job" not in roles(fake) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.stop(fake.started[0].handle)
+
+    threading.Thread(target=crash, daemon=True).start()
+    assert launch(write_config(tmp_path)) == 1  # sequential: humaneval waits for gsm8k
+    assert roles(fake).count("job") == 1
+    run = only_run(tmp_path)
+    assert [s.state for s in states(tmp_path, fake)] == [JobState.FAILED] * 2
+    log = os.path.join(run.dir, "humaneval.1", "logs", "stdout.log")
+    with open(log, encoding="utf-8") as fh:
+        assert "not started: the model server exited with code 143 while the tasks ran" in (
+            fh.read())
