@@ -168,6 +168,8 @@ def build(
         mounts.extend(_evaluation_mounts(config, source))
         evaluator_config = task_evaluator_config(config, task)
         run_config = render_run_config(config, evaluator_config, spec.name, endpoint_type)
+        if spec.builtin and config.user_provided_metadata:  # our harness copies it to results
+            run_config["user_provided_metadata"] = config.user_provided_metadata
         if task.endpoint_type:
             _check_task_url(run_config, task.endpoint_type, source=source, key=key)
         # A built-in task's params by the harness's own checks, before any container starts.

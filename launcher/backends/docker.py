@@ -270,10 +270,21 @@ class DockerBackend(Backend):
             self._started.pop(handle, None)
 
     def find(self, labels: Mapping[str, str]) -> list[Workload]:
+        """The containers with ``labels``. Listed, then inspected one by one: one removed in
+        between (an auto-removed supervisor, a job removed by hand) is left out, not an error
+        (docker-py's non-sparse list would fail the whole call on it)."""
         try:
-            found = self.client.containers.list(
+            summaries = self.client.api.containers(
                 all=True, filters={"label": [f"{k}={v}" for k, v in labels.items()]})
         except DockerException as exc:
             raise _engine_problem(exc) from None
-        return [Workload(str(c.id), dict(c.labels), _fact(c.attrs, str(c.status)))
-                for c in found]
+        found = []
+        for summary in summaries:
+            try:
+                c = self.client.containers.get(summary["Id"])
+            except NotFound:
+                continue
+            except DockerException as exc:
+                raise _engine_problem(exc) from None
+            found.append(Workload(str(c.id), dict(c.labels), _fact(c.attrs, str(c.status))))
+        return found

@@ -50,6 +50,7 @@ def results_document(
     model_id: str,
     url: str,
     request_stats: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"metrics": _metrics(summary)}
     if request_stats:
@@ -57,11 +58,14 @@ def results_document(
     results: dict[str, Any] = {"tasks": {task: body}}
     if summary.groups:
         results["groups"] = {task: _group(summary)}
-    return {
+    document: dict[str, Any] = {
         "config": config,
         "target": {"api_endpoint": {"model_id": model_id, "url": url}},
         "results": results,
     }
+    if metadata:
+        document["user_provided_metadata"] = metadata
+    return document
 
 
 def _metrics(summary: Summary) -> dict[str, Any]:

@@ -101,7 +101,8 @@ def _run(run_config_path: str) -> int:
         out, sample_records(items, responses, scored, cfg.endpoint.type, raw_responses)
     )
     document = results_document(
-        task.name, summary, cfg.echo(), cfg.endpoint.model_id, cfg.endpoint.url, fetched.stats
+        task.name, summary, cfg.echo(), cfg.endpoint.model_id, cfg.endpoint.url, fetched.stats,
+        cfg.metadata,
     )
     write_results(out, document)
     _say(f"[{task.name}] wrote results.yml and samples.jsonl in {time.monotonic() - started:.1f}s")

@@ -69,6 +69,8 @@ class RunConfig:
     endpoint: ApiEndpoint
     params: Params = attrs.field(factory=Params)
     adapter: AdapterConfig = attrs.field(factory=AdapterConfig)
+    # The config's user_provided_metadata (the reference's key), copied into results.yml.
+    metadata: dict[str, Any] = attrs.field(factory=dict)
 
     def echo(self) -> dict[str, Any]:
         """The ``config:`` section for results.yml (the parsed config, defaults filled in)."""
@@ -174,8 +176,11 @@ def parse_run_config(
     if request_params is not None:
         _mapping(request_params, "config.params.extra.request_params", err)
     adapter = parse_adapter_config(api.get("adapter_config"), source=source, warn=warn)
+    metadata = root.get("user_provided_metadata")
+    metadata = {} if metadata is None else _mapping(metadata, "user_provided_metadata", err)
     return RunConfig(
-        task=task, output_dir=output_dir, endpoint=endpoint, params=Params(**kw), adapter=adapter
+        task=task, output_dir=output_dir, endpoint=endpoint, params=Params(**kw), adapter=adapter,
+        metadata=dict(metadata),
     )
 
 

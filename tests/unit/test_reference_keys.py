@@ -106,13 +106,35 @@ def test_an_unknown_endpoint_type_is_one_line_at_its_key(tmp_path, value):
 # ------------------------------------------------------------------ user_provided_metadata
 
 
-def test_metadata_is_accepted_and_stays_out_of_the_containers(tmp_path):
-    config, raw = load_config(write(tmp_path, [{"name": "humaneval"}],
+def test_metadata_reaches_our_harness_run_config_only(tmp_path):
+    """Built-in tasks get it in their run config (the harness copies it into results.yml);
+    external images get the run config they know; no container gets it in its environment."""
+    config, raw = load_config(write(tmp_path, [{"name": "humaneval"}, {"name": "ifeval"}],
                                     user_provided_metadata=METADATA))
     assert config.user_provided_metadata == METADATA
-    job = plan.build(config, source="eval.yaml").jobs[0]
-    assert "ablations-0820" not in json.dumps(job.run_config)
-    assert not any("ablations" in (v.literal or "") for v in job.env)
+    ours, theirs = plan.build(config, source="eval.yaml").jobs
+    assert ours.run_config["user_provided_metadata"] == METADATA
+    assert "ablations-0820" not in json.dumps(theirs.run_config)
+    for job in (ours, theirs):
+        assert not any("ablations" in (v.literal or "") for v in job.env)
+
+
+def test_the_harness_copies_metadata_into_results(tmp_path):
+    from launcher.harness.results import results_document
+    from launcher.harness.runconfig import parse_run_config
+
+    cfg = parse_run_config({"config": {"type": "gsm8k", "output_dir": str(tmp_path)},
+                            "target": {"api_endpoint": {"url": "http://ep/v1/chat/completions",
+                                                        "model_id": "m"}},
+                            "user_provided_metadata": METADATA})
+    assert cfg.metadata == METADATA
+    from launcher.harness.scoring import Summary
+
+    document = results_document("gsm8k", Summary(metrics={}), cfg.echo(), "m", "u",
+                                metadata=cfg.metadata)
+    assert document["user_provided_metadata"] == METADATA
+    assert "user_provided_metadata" not in results_document(
+        "gsm8k", Summary(metrics={}), cfg.echo(), "m", "u")
 
 
 @pytest.mark.parametrize("block", ["evaluation", "execution"])
