@@ -261,7 +261,7 @@ def test_gpus_for_evaluation_containers_are_opt_in_per_task(tmp_path):
                        {"name": "gsm8k", "gpus": "all"}])
     assert [j.gpus for j in inv.jobs] == [None, "1", "all"]
     specs = [spec.for_job(j, lambda p: HostSource("bind", p), None, {}) for j in inv.jobs]
-    assert [s.gpus for s in specs] == [None, "1", "all"]
+    assert [s.gpus for s in specs] == [None, parse_gpus("1"), parse_gpus("all")]
     inv = plan_of({"evaluation_gpu_visible": True}, [{"name": "gsm8k"},
                                                      {"name": "humaneval", "gpus": 0}])
     assert [j.gpus for j in inv.jobs] == ["all", None]
