@@ -61,7 +61,11 @@ def test_csv_default_folder_and_upsert(two_runs, capsys):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--dest", "mlflow"], "--dest mlflow is not built yet"),
+    (["--dest", "mlflow"], "export.mlflow.tracking_uri is required"),
+    (["--dest", "mlflow", "-o", "export.mlflow.colour=red"], "unknown key 'colour'"),
+    (["--dest", "mlflow", "-o", "export.mlflow.tags=x"], "export.mlflow.tags.NAME=VALUE"),
+    (["--dest", "mlflow", "-o", "export.mlflow.tracking_uri=http://x",
+      "-o", "export.mlflow.log_logs=maybe"], "use true or false"),
     (["--dest", "wandb"], "--dest wandb is not built yet"),
     (["--dest", "s3"], "--dest s3 is unknown"),
     (["-o", "export.local.format=xml"], "use json or csv"),
