@@ -30,10 +30,12 @@ JOB_TAG = "eval_launcher.job_id"
 DEFAULT_EXPERIMENT = "eval-launcher"
 ARTIFACTS = ("results.yml", SAMPLES_FILE)
 PROBE_TIMEOUT = 3.0
-# mlflow's own HTTP retries (exponential backoff, minutes by default) for the export's calls;
-# a value set by the user wins.
-HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+# For the export's calls: mlflow's own HTTP retries capped (exponential backoff, minutes by
+# default), and no "View run ... at" line per run on stdout (we print one summary line). A
+# value set by the user wins.
+HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 PARAM_MAX, TAG_MAX = 500, 5000
 _BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
 INSTALL = "pip install 'eval-launcher[mlflow]'"
