@@ -92,3 +92,17 @@ def test_a_foreign_file_is_not_overwritten(two_runs, capsys):
         export(out, [a.invocation_id], "local", [])
     with open(f"{out}/export.json") as fh:
         assert fh.read() == '{"mine": true}'
+
+
+def test_mlflow_keys_names_and_uris_without_mlflow():
+    from launcher import export_mlflow as m
+    from launcher.commands.export import options
+
+    assert options("mlflow", ["export.mlflow.tracking_uri=http://h:5000",
+                              "export.mlflow.tags.team.sub=x"]) == {
+        "tracking_uri": "http://h:5000", "tags.team.sub": "x"}
+    assert m.sanitize("pass@1 (k=1)") == "pass_1 _k_1_"
+    assert m.shown_uri("https://u:tok@host:8443/mlflow") == "https://***@host:8443/mlflow"
+    assert m.shown_uri("http://h:5000") == "http://h:5000"
+    assert m.flatten({"a": {"b": 1}, "c": [1, 2], "d": None}, "meta") == {
+        "meta.a.b": "1", "meta.c": "[1, 2]"}
