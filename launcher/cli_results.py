@@ -66,21 +66,26 @@ def gate(candidate: str, baseline: str | None, min_score: float | None,
 @click.command(context_settings=CONTEXT)
 @click.argument("idents", nargs=-1, required=True, metavar="ID...")
 @click.option("--dest", default="local", show_default=True,
-              help="Where to: local (JSON or CSV file). mlflow, wandb, gsheets: not built yet.")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="export.local.KEY=VALUE",
-              help="output_dir (default: the output folder), format (json|csv, default json), "
-                   "filename (default export.<format>). Repeatable.")
+              help="Where to: local (JSON or CSV file) or mlflow (one run per job). wandb, "
+                   "gsheets: not built yet.")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="export.DEST.KEY=VALUE",
+              help="local: output_dir (default: the output folder), format (json|csv, default "
+                   "json), filename (default export.<format>). mlflow: tracking_uri, "
+                   "experiment_name, description, tags.NAME, log_artifacts (default true), "
+                   "log_logs (default false). Repeatable.")
 @output_dir_option
 def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
            output_dir: str | None) -> None:
     """Export the scores of invocations (or jobs) as rows: invocation, job, task, metric,
     score, value, stderr, count, model, timestamp. Rows are upserted by job id: exporting
-    again replaces a job's rows, never duplicates them.
+    again replaces a job's rows, never duplicates them. --dest mlflow makes one MLflow run
+    per job (found again by its job id tag: exporting twice updates it).
 
     \b
     Examples:
       launcher export 3f9a0c2e --dest local -o export.local.format=csv
       launcher export 3f9a0c2e 7b1d4a55 -o export.local.output_dir=./exports
+      launcher export 3f9a0c2e --dest mlflow -o export.mlflow.tracking_uri=http://127.0.0.1:5000
     """
     from launcher.commands.export import export as do
 

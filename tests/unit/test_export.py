@@ -61,7 +61,11 @@ def test_csv_default_folder_and_upsert(two_runs, capsys):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--dest", "mlflow"], "--dest mlflow is not built yet"),
+    (["--dest", "mlflow"], "export.mlflow.tracking_uri is required"),
+    (["--dest", "mlflow", "-o", "export.mlflow.colour=red"], "unknown key 'colour'"),
+    (["--dest", "mlflow", "-o", "export.mlflow.tags=x"], "export.mlflow.tags.NAME=VALUE"),
+    (["--dest", "mlflow", "-o", "export.mlflow.tracking_uri=http://x",
+      "-o", "export.mlflow.log_logs=maybe"], "use true or false"),
     (["--dest", "wandb"], "--dest wandb is not built yet"),
     (["--dest", "s3"], "--dest s3 is unknown"),
     (["-o", "export.local.format=xml"], "use json or csv"),
@@ -88,3 +92,17 @@ def test_a_foreign_file_is_not_overwritten(two_runs, capsys):
         export(out, [a.invocation_id], "local", [])
     with open(f"{out}/export.json") as fh:
         assert fh.read() == '{"mine": true}'
+
+
+def test_mlflow_keys_names_and_uris_without_mlflow():
+    from launcher import export_mlflow as m
+    from launcher.commands.export import options
+
+    assert options("mlflow", ["export.mlflow.tracking_uri=http://h:5000",
+                              "export.mlflow.tags.team.sub=x"]) == {
+        "tracking_uri": "http://h:5000", "tags.team.sub": "x"}
+    assert m.sanitize("pass@1 (k=1)") == "pass_1 _k_1_"
+    assert m.shown_uri("https://u:tok@host:8443/mlflow") == "https://***@host:8443/mlflow"
+    assert m.shown_uri("http://h:5000") == "http://h:5000"
+    assert m.flatten({"a": {"b": 1}, "c": [1, 2], "d": None}, "meta") == {
+        "meta.a.b": "1", "meta.c": "[1, 2]"}

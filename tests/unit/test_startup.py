@@ -1,6 +1,6 @@
-"""CLI startup quality: `--help` stays light (no Docker SDK, cattrs, YAML, Hydra, OmegaConf or
-python-dotenv loaded), `--version` prints the package version, and every visible command's help
-shows an example.
+"""CLI startup quality: `--help` stays light (no Docker SDK, cattrs, YAML, Hydra, OmegaConf,
+python-dotenv or MLflow loaded), `--version` prints the package version, and every visible
+command's help shows an example.
 
 No timing here: speed is measured by benchmarks/cli_startup.sh.
 """
@@ -23,7 +23,8 @@ from launcher.cli import cli
 REPO = Path(__file__).resolve().parents[2]
 
 # Heavy modules that only real work may load; `--help` must not.
-HEAVY = ("docker", "cattrs", "yaml", "hydra", "omegaconf", "dotenv", "antlr4", "aiohttp")
+HEAVY = ("docker", "cattrs", "yaml", "hydra", "omegaconf", "dotenv", "antlr4", "aiohttp",
+         "mlflow")
 
 # Runs the real entry point (launcher.cli:main, as the console script does) with sys.argv set,
 # and at interpreter exit -- whatever way main() ends: return, sys.exit, exception -- writes the
