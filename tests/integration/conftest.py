@@ -207,3 +207,15 @@ def wait_http(url: str, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
+    """``predicate()``'s first truthy value, polled every ``every`` s; AssertionError after
+    ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")

@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     launcher_container,
     ours,
     run_launcher_container,
+    wait_for,
 )
 from tests.integration.test_launcher_container import score
 
@@ -139,16 +140,6 @@ def test_a_server_that_is_never_ready_fails_the_run_and_starts_no_task(
     assert nothing_left(docker_client, invocation_id)
     assert (inv / "server.state").read_text().startswith("failed ")
     assert (inv / "gsm8k.0" / "logs" / "stage.exit").read_text().split()[2] == "failed"
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def servers(client: docker.DockerClient, invocation_id: str) -> list:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import docker
@@ -20,6 +19,7 @@ from tests.integration.conftest import (
     launcher_container,
     ours,
     run_launcher_container,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,16 +84,6 @@ def bench(tmp_path, launcher_image, network, reference_endpoint, gsm8k_dir):
 def labelled(client: docker.DockerClient, invocation_id: str) -> list:
     return client.containers.list(all=True, ignore_removed=True,
                                   filters=ours(f"eval-launcher.invocation={invocation_id}"))
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def test_parallel_equals_sequential_and_a_failing_task_does_not_stop_others(bench):
