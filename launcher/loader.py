@@ -171,19 +171,23 @@ def _defaults_of(path: str) -> list[Any]:
         data = yamlfile.read(path)
     except (OSError, ValueError, yaml.YAMLError, ConfigError):
         return []
+    return _entries(data)
+
+
+def _entries(data: Any) -> list[Any]:
     entries = data.get("defaults") if isinstance(data, dict) else None
     return entries if isinstance(entries, list) else []
 
 
 def _check_local_files(path: str, folder: str) -> None:
     """Every file of the config's folder its defaults list pulls in (recursively) passes
-    :func:`launcher.yamlfile.check` before Hydra reads it (the config itself was checked)."""
+    the checks of :func:`launcher.yamlfile.load` before Hydra reads it; each is read once."""
     import yaml
 
     seen = {os.path.abspath(path)}
-    todo = [path]
+    todo = [_defaults_of(path)]
     while todo:
-        for entry in _defaults_of(todo.pop()):
+        for entry in todo.pop():
             if isinstance(entry, str) and entry != "_self_":
                 names = [entry]
             elif isinstance(entry, dict):
@@ -197,10 +201,10 @@ def _check_local_files(path: str, folder: str) -> None:
                     continue
                 seen.add(candidate)
                 try:
-                    yamlfile.read(candidate)
+                    data = yamlfile.read(candidate)
                 except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
                     continue  # Hydra reports these in its own words
-                todo.append(candidate)
+                todo.append(_entries(data))
 
 
 def _entry_index(entries: list[Any], match: Any) -> int:

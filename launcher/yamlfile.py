@@ -26,7 +26,7 @@ MAX_DEPTH = 64
 
 
 def read(path: str, source: str | None = None) -> Any:
-    """The file's YAML document (None when empty), after :func:`check`. OSError and
+    """The file's YAML document (None when empty), after the checks of :func:`load`. OSError and
     UnicodeDecodeError and yaml.YAMLError propagate for the caller's messages."""
     source = source or path
     size = os.path.getsize(path)
@@ -39,12 +39,8 @@ def read(path: str, source: str | None = None) -> Any:
 
 
 def load(text: str, source: str) -> Any:
-    check(text, source)
-    return yaml.safe_load(text)
-
-
-def check(text: str, source: str) -> None:
-    """ConfigError if ``text`` is binary, too big, too deep or expands too far."""
+    """The YAML document of ``text`` (None when empty), built from the node graph the checks
+    measured: parsed once."""
     if "\x00" in text:
         raise ConfigError("not a YAML text file (it holds NUL bytes): check that --config names "
                           "the right file", source=source)
@@ -53,13 +49,16 @@ def check(text: str, source: str) -> None:
                           source=source)
     loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-    except RecursionError:
-        raise _too_deep(source) from None
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise _too_deep(source) from None
+        if node is None:
+            return None
+        _measure(node, source)
+        return loader.construct_document(node)
     finally:
         loader.dispose()
-    if node is not None:
-        _measure(node, source)
 
 
 def _measure(root: yaml.Node, source: str) -> None:
