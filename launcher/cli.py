@@ -215,11 +215,12 @@ def resume(ident: str, output_dir: str | None, detach: bool) -> None:
 @cli.command(hidden=True, context_settings=CONTEXT)
 @click.argument("invocation_dir")
 @click.option("--only", default=None, help="Comma-separated job ids (default: all).")
-def supervise(invocation_dir: str, only: str | None) -> None:
+@click.option("--env-stdin", is_flag=True, help="Read the env values as one line on stdin.")
+def supervise(invocation_dir: str, only: str | None, env_stdin: bool) -> None:
     """Run a detached invocation's jobs (inside the supervisor container)."""
     from launcher.commands.manage import supervise as do
 
-    sys.exit(do(invocation_dir, set(only.split(",")) if only else None))
+    sys.exit(do(invocation_dir, set(only.split(",")) if only else None, env_stdin))
 
 
 @cli.command("probe-endpoint", context_settings=CONTEXT)

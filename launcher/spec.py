@@ -8,6 +8,7 @@ recorded by NAME (``EnvVar``); their values are handed to the backend in memory 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 
 import attrs
@@ -58,9 +59,27 @@ class ContainerSpec:
     runtime: str | None = None  # --runtime (e.g. nvidia)
     init: bool = True
     auto_remove: bool = False  # the engine removes it when it exits (the supervisor)
+    env_on_stdin: bool = False  # host values as one JSON line on stdin, not in its Env
 
     def environment(self, values: Mapping[str, str]) -> dict[str, str]:
-        """Name → value for the engine: literals from the spec, host values from ``values``
+        """What the engine puts in the container's Env: all of ``values``' variables, or
+        with ``env_on_stdin`` only the literals (the rest go in ``stdin_payload``)."""
+        out = self.all_values(values)
+        if self.env_on_stdin:
+            return {v.name: out[v.name] for v in self.env if v.host_name is None}
+        return out
+
+    def stdin_payload(self, values: Mapping[str, str]) -> bytes | None:
+        """With ``env_on_stdin``: the host values as one JSON line, written to the
+        container's stdin once it runs, so ``docker inspect`` shows none of them."""
+        if not self.env_on_stdin:
+            return None
+        out = self.all_values(values)
+        host = {v.name: out[v.name] for v in self.env if v.host_name and v.name in out}
+        return json.dumps({"env": host}).encode() + b"\n"
+
+    def all_values(self, values: Mapping[str, str]) -> dict[str, str]:
+        """Name → value: literals from the spec, host values from ``values``
         (keyed by the container-side name, as ``envvars.resolve`` returns them)."""
         out: dict[str, str] = {}
         for var in self.env:
@@ -143,7 +162,7 @@ def supervisor_spec(image: str, invocation_id: str, args: list[str], mounts: lis
         image=image, command=tuple(args), entrypoint="launcher",
         name=f"eval-launcher-{invocation_id}-supervisor",
         env=tuple(EnvVar(name, host_name=name) for name in env_names),
-        mounts=tuple(mounts), auto_remove=True,
+        mounts=tuple(mounts), auto_remove=True, env_on_stdin=True,
         labels={**labels, LABEL_INVOCATION: invocation_id, LABEL_ROLE: ROLE_SUPERVISOR})
 
 

@@ -84,6 +84,7 @@ def create_kwargs(spec: ContainerSpec, env: Mapping[str, str]) -> dict[str, Any]
         "device_requests": device_requests(spec) or None,
         "devices": [d for d in spec.devices if not is_cdi(d)] or None,
         "runtime": spec.runtime,
+        "stdin_open": spec.env_on_stdin,
     }
 
 
@@ -100,6 +101,16 @@ def device_requests(spec: ContainerSpec) -> list[DeviceRequest]:
     if cdi:
         out.append(DeviceRequest(driver="cdi", device_ids=cdi))
     return out
+
+
+def _send_and_close(sock: Any, data: bytes) -> None:
+    """Write ``data`` to an attach socket (the SDK's SocketIO wraps the raw socket), then
+    close it: the container reads one line, so it does not wait for the end of input."""
+    raw = getattr(sock, "_sock", sock)
+    try:
+        raw.sendall(data)
+    finally:
+        sock.close()
 
 
 class DockerBackend(Backend):
@@ -216,9 +227,13 @@ class DockerBackend(Backend):
 
     def start(self, spec: ContainerSpec, env: Mapping[str, str]) -> str:
         kwargs = create_kwargs(spec, env)
+        payload = spec.stdin_payload(env)
         container = self.client.containers.create(kwargs.pop("image"), **kwargs)
         try:
+            stdin = self._attach_stdin(container.id) if payload is not None else None
             container.start()
+            if stdin is not None and payload is not None:
+                _send_and_close(stdin, payload)
         except BaseException as exc:
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True)
@@ -229,6 +244,11 @@ class DockerBackend(Backend):
         with self._lock:
             self._started[handle] = container
         return handle
+
+    def _attach_stdin(self, container_id: str) -> Any:
+        """A hijacked connection to the created container's stdin (before it starts, as
+        ``docker run -i`` does, so nothing written is lost)."""
+        return self.client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
 
     def logs(self, handle: str, *, follow: bool, tail: int | None = None) -> Iterator[bytes]:
         container = self._container(handle)

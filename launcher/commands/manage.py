@@ -256,11 +256,44 @@ def _resume(run: runs.Run, backend: Backend, detach: bool, extra: dict[str, str]
     return finish(backend, run.record, run.dir, only=todo, labels=extra)
 
 
-def supervise(inv_dir: str, only: set[str] | None = None) -> int:
+ENV_LINE_LIMIT = 1 << 20  # the JSON line of env values on stdin
+ENV_WAIT = 60.0  # seconds the supervisor waits for it
+
+
+def receive_env(fd: int, timeout: float = ENV_WAIT) -> dict[str, str]:
+    """The env values the launcher writes to a supervisor's stdin: one JSON line
+    ``{"env": {NAME: value}}`` (kept in memory; its container's Env holds none of them)."""
+    import json
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise EnvironmentProblem(f"no env values arrived on stdin within {timeout:g} s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > ENV_LINE_LIMIT:
+            raise EnvironmentProblem("the env values on stdin are over 1 MiB")
+    try:
+        env = json.loads(data.decode("utf-8"))["env"]
+    except (ValueError, KeyError, TypeError):
+        env = None
+    if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise EnvironmentProblem("stdin does not hold the env values line the launcher writes")
+    return env
+
+
+def supervise(inv_dir: str, only: set[str] | None = None, env_stdin: bool = False) -> int:
     """Inside the supervisor container: run a detached invocation's jobs to their end.
 
     The container removes itself when done, so its output goes to ``supervisor.log`` in the
-    invocation folder."""
+    invocation folder. With ``env_stdin`` the host values come as one line on stdin (the
+    container's Env holds none of them)."""
     import contextlib
     import io
 
@@ -270,6 +303,8 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
 
     log_path = os.path.join(inv_dir, SUPERVISOR_LOG)
     try:  # a link planted at supervisor.log is refused, not followed
+        if env_stdin:  # into this process's memory: /proc/<pid>/environ keeps the old block
+            os.environ.update(receive_env(sys.stdin.fileno()))
         binary = safe_fs.open_append(log_path, store.owner_of(inv_dir))
     except LauncherError as e:
         print(f"error: {e.message}", file=sys.stderr, flush=True)

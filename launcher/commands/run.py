@@ -187,7 +187,8 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
                      environ: Mapping[str, str], only: set[str] | None = None) -> None:
     """Hand the jobs (all, or ``only`` these) to a supervisor container that outlives this
     launcher: it sees the output folder at the same path as we do, talks to the same engine,
-    gets the env values in memory (never on disk) and our ``EVAL_LAUNCHER_LABELS``."""
+    gets the env values on its stdin (never on disk, not in its Env) and our
+    ``EVAL_LAUNCHER_LABELS``."""
     from launcher.catalog import harness_image
 
     mounts = [MountSpec(inv.output_dir, translator.to_host(inv.output_dir))]
@@ -208,7 +209,7 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
             if var.host_name and var.host_name in environ:  # runtime: ones may be unset
                 env[var.host_name] = environ[var.host_name]
     image = next((j.image for j in inv.jobs if j.entrypoint == "launcher"), None)
-    args = ["supervise", inv.dir]
+    args = ["supervise", "--env-stdin", inv.dir]
     if only is not None:
         args += ["--only", ",".join(sorted(only))]
     spec = supervisor_spec(image or harness_image(), inv.invocation_id, args, mounts,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from pathlib import Path
 
 import docker
@@ -162,13 +163,20 @@ def test_timeout_marks_the_task_failed(bench):
 def test_detach_status_logs_ls_runs_and_progress(bench, docker_client):
     b = bench(1.0, latency_ms=150)
     config = b.config([GSM8K], limit=20, parallelism=1)
-    detached = b.launcher("run", "--config", config, "--detach")
+    path = b.config_dir / "eval.yaml"  # with a key the jobs need: the supervisor must hand it on
+    data = yaml.safe_load(path.read_text())
+    data["target"]["api_endpoint"]["api_key_name"] = "EVAL_TEST_KEY"
+    path.write_text(yaml.safe_dump(data))
+    key = "sk-supervisor-" + uuid.uuid4().hex
+    detached = b.launcher("run", "--config", config, "--detach", env={"EVAL_TEST_KEY": key})
     assert detached.exit_code == 0, detached.stderr
     invocation_id = detached.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"[0-9a-f]{16}", invocation_id)
     supervisor = [c for c in labelled(docker_client, invocation_id)
                   if c.labels.get("eval-launcher.role") == "supervisor"]
     assert supervisor, "a supervisor container runs the detached invocation"
+    # its values came over stdin: `docker inspect` of the supervisor shows none of them
+    assert key not in json.dumps(docker_client.api.inspect_container(supervisor[0].id))
     assert b.status(invocation_id[:6])[0]["state"] in ("pending", "running")
     jobs = wait_for(lambda: (s := b.status(invocation_id)) and s[0]["state"] == "success" and s)
     assert set(jobs[0]) >= {"job_id", "task", "state", "exit_code"}
@@ -179,8 +187,9 @@ def test_detach_status_logs_ls_runs_and_progress(bench, docker_client):
     runs = json.loads(b.launcher("ls", "runs", "--json").stdout)
     assert [(r["invocation_id"], r["state"]) for r in runs] == [(invocation_id, "success")]
     # an attached run prints plain progress lines when not on a TTY
-    attached = b.launcher("run", "--config", config, env={"EVAL_LAUNCHER_PROGRESS_EVERY": "0.5"})
-    assert attached.exit_code == 0
+    attached = b.launcher("run", "--config", config, env={"EVAL_LAUNCHER_PROGRESS_EVERY": "0.5",
+                                                           "EVAL_TEST_KEY": key})
+    assert attached.exit_code == 0, attached.stderr
     assert re.search(r"progress gsm8k\.0\s+running\s+\d+/20", attached.stderr), attached.stderr
 
 

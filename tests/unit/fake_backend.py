@@ -31,8 +31,9 @@ class Script:
 class FakeWorkload:
     handle: str
     spec: ContainerSpec
-    env: dict[str, str]
+    env: dict[str, str]  # what its process gets (from its Env and, for the supervisor, stdin)
     script: Script
+    inspect_env: dict[str, str] = attrs.field(factory=dict)  # what `docker inspect` shows
     done: threading.Event = attrs.field(factory=threading.Event)
     removed: bool = False
     code: int | None = None
@@ -79,7 +80,8 @@ class FakeBackend(Backend):
         script = self.scripts.get(key, Script())
         with self._lock:
             handle = f"fake{next(self._ids)}"
-            workload = FakeWorkload(handle, spec, spec.environment(env), script)
+            workload = FakeWorkload(handle, spec, spec.all_values(env), script,
+                                    spec.environment(env))
             self.workloads[handle] = workload
             self.started.append(workload)
         if not script.hang:

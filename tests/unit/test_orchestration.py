@@ -169,7 +169,8 @@ def test_detach_hands_jobs_and_labels_to_a_supervisor(tmp_path, fake, monkeypatc
     assert supervisor.spec.labels["test-session"] == "abc"
     assert supervisor.spec.labels[LABEL_INVOCATION] == run.invocation_id
     assert supervisor.env[labels.LABELS_ENV] == "team=evals,test-session=abc"
-    assert supervisor.spec.command[:2] == ("supervise", run.dir)
+    assert supervisor.spec.command[:3] == ("supervise", "--env-stdin", run.dir)
+    assert supervisor.inspect_env == {}  # the values go over stdin, none in its Env
     assert not fake.jobs_started()  # the supervisor runs them
     # ... which it does, in its own process, with the labels it was given
     monkeypatch.setenv(labels.LABELS_ENV, supervisor.env[labels.LABELS_ENV])
@@ -227,3 +228,26 @@ def test_dry_run_shows_the_extra_labels_in_plan_and_scripts(tmp_path, monkeypatc
                                                       "run_all.sequential.sh"}
     assert all("--label suite=dry" in v for k, v in scripts.items() if k.endswith("run.sh"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_supervisor_reads_its_env_values_from_one_stdin_line():
+    read, write = os.pipe()
+    try:
+        os.write(write, json.dumps({"env": {"K": "v 1", "L": ""}}).encode() + b"\n")
+        assert manage.receive_env(read, timeout=1) == {"K": "v 1", "L": ""}
+        os.write(write, b'{"env": {"K": 1}}\n')  # not the launcher's line: one line, no trace
+        with pytest.raises(EnvironmentProblem, match="does not hold the env values"):
+            manage.receive_env(read, timeout=1)
+        with pytest.raises(EnvironmentProblem, match="no env values arrived"):
+            manage.receive_env(read, timeout=0.05)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_the_supervisor_spec_keeps_values_out_of_its_env():
+    from launcher.spec import supervisor_spec
+
+    spec = supervisor_spec("img", "abc", ["supervise"], [], ["API_KEY"], {})
+    assert spec.environment({"API_KEY": "sk-1"}) == {}
+    assert spec.stdin_payload({"API_KEY": "sk-1"}) == b'{"env": {"API_KEY": "sk-1"}}\n'
