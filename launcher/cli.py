@@ -227,13 +227,15 @@ def supervise(invocation_dir: str, only: str | None, env_stdin: bool) -> None:
 @click.option("--url", required=True, help="Chat or completions URL of the endpoint.")
 @click.option("--model-id", required=True, help="Model the endpoint must serve.")
 @click.option("--api-key-name", default=None, help="Env var holding the API key.")
+@click.option("--api-key-file", default=None, help="File holding the API key.")
 @click.option("--timeout", default=30.0, show_default=True, type=float,
               help="Seconds to wait for the endpoint to come up.")
 @click.option("--health-url", default=None, help="First wait for 200 from this URL.")
 @click.option("--interval", default=1.0, show_default=True, type=float,
               help="Seconds between attempts.")
-def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: float,
-                   health_url: str | None, interval: float) -> None:
+def probe_endpoint(url: str, model_id: str, api_key_name: str | None,
+                   api_key_file: str | None, timeout: float, health_url: str | None,
+                   interval: float) -> None:
     """Check that an endpoint is up and serves the model (exit 0 ready, 2 unknown model,
     3 unreachable). `run` does this once before any task starts.
 
@@ -243,7 +245,7 @@ def probe_endpoint(url: str, model_id: str, api_key_name: str | None, timeout: f
     """
     from launcher.probe import probe
 
-    sys.exit(probe(url, model_id, api_key_name, timeout, health_url, interval))
+    sys.exit(probe(url, model_id, api_key_name, timeout, health_url, interval, api_key_file))
 
 
 @cli.group(context_settings=CONTEXT)
@@ -291,10 +293,12 @@ def harness_run_eval(run_config: str) -> None:
               help="Retry-After seconds sent with a 429.")
 @click.option("--hang-s", default=600.0, show_default=True, type=click.FloatRange(0.0),
               help="How long a 'timeout' fault holds the connection before closing it.")
+@click.option("--api-key-env", default=None, metavar="NAME",
+              help="Require 'Authorization: Bearer $NAME' (401 otherwise).")
 def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
                        dataset_dir: str | None, datasets: tuple[str, ...], fail_rate: float,
-                       faults: tuple[str, ...],
-                       seed: int | None, retry_after: float, hang_s: float) -> None:
+                       faults: tuple[str, ...], seed: int | None, retry_after: float,
+                       hang_s: float, api_key_env: str | None) -> None:
     """Serve a fake OpenAI-compatible endpoint that answers the built-in tasks.
 
     It is NOT a model: it looks up each question's known solution and answers it correctly
@@ -317,13 +321,14 @@ def reference_endpoint(host: str, port: int, accuracy: float, latency_ms: float,
     """
     from launcher.errors import ConfigError
     from launcher.testing.faults import Faults
-    from launcher.testing.reference_endpoint import serve
+    from launcher.testing.reference_endpoint import key_from, serve
 
     try:  # before the data is loaded; click already checked the numbers' ranges
         plan = Faults(fail_rate, faults, seed, retry_after, hang_s)
     except ConfigError as e:
         raise click.BadParameter(e.message, param_hint="'--fault'") from None
-    serve(host, port, accuracy, latency_ms, dataset_dir, faults=plan, custom=datasets)
+    serve(host, port, accuracy, latency_ms, dataset_dir, faults=plan, custom=datasets,
+          api_key=key_from(api_key_env))
 
 
 @cli.group("datasets", context_settings=CONTEXT)

@@ -34,6 +34,7 @@ class ApiEndpoint:
     url: str
     model_id: str
     api_key_name: str | None = None
+    api_key_file: str | None = None  # a file holding the key, mounted read-only (built-in tasks)
     type: str = "chat"
     adapter_config: dict[str, Any] = attrs.field(factory=dict)
 

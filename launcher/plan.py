@@ -23,6 +23,7 @@ from launcher.errors import ConfigError
 from launcher.labels import LABEL_INVOCATION, LABEL_JOB, LABEL_TASK
 
 RESULTS_MOUNT = "/results"
+API_KEY_FILE_MOUNT = "/run/secrets/eval-launcher-api-key"  # target.api_endpoint.api_key_file
 RUN_CONFIG_NAME = "run_config.yml"
 
 
@@ -166,6 +167,9 @@ def build(
             for v in extra.volumes
         )
         mounts.extend(_evaluation_mounts(config, source))
+        if config.target.api_endpoint.api_key_file is not None:
+            mounts.append(_key_file_mount(config.target.api_endpoint.api_key_file, spec,
+                                          source=source, key=key))
         evaluator_config = task_evaluator_config(config, task)
         run_config = render_run_config(config, evaluator_config, spec.name, endpoint_type)
         if spec.builtin and config.user_provided_metadata:  # our harness copies it to results
@@ -238,6 +242,21 @@ def _evaluation_mounts(config: Config, source: str, block: str = "evaluation") -
     return mounts
 
 
+def _key_file_mount(path: str, task: catalog.TaskSpec, *, source: str, key: str) -> Mount:
+    """``api_key_file``: the file, read-only at API_KEY_FILE_MOUNT; our harness reads it there
+    (the key is in no container's Env). Other images read the key from a variable only."""
+    if not task.builtin:
+        raise ConfigError(f"task '{task.name}' runs {task.image}, which reads the key from the "
+                          "variable named by api_key_name, not from a file: use api_key_name "
+                          "for it", source=source, key=key)
+    local = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(local):
+        raise ConfigError(f"'{local}' is not a file (as the launcher sees it; inside the launcher "
+                          "container, mount it with -v HOST_FILE:" + local + ":ro)",
+                          source=source, key="target.api_endpoint.api_key_file")
+    return Mount(local, API_KEY_FILE_MOUNT, read_only=True)
+
+
 def _with_api_key(env: list[EnvVar], api_key_name: str | None) -> list[EnvVar]:
     """The harness reads the key from the variable NAMED api_key_name: pass it through."""
     if api_key_name and all(var.name != api_key_name for var in env):
@@ -254,6 +273,8 @@ def render_run_config(config: Config, evaluator_config: dict[str, Any], task: st
     api_endpoint: dict[str, Any] = {"url": ep.url, "model_id": ep.model_id,
                                     "type": endpoint_type or ep.type,
                                     "api_key_name": ep.api_key_name}
+    if ep.api_key_file is not None:
+        api_endpoint["api_key_file"] = API_KEY_FILE_MOUNT
     if ep.adapter_config:
         api_endpoint["adapter_config"] = ep.adapter_config
     base = {"config": {"params": {}}, "target": {"api_endpoint": api_endpoint}}

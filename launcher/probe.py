@@ -82,8 +82,18 @@ def healthy(health_url: str, deadline: float, interval: float) -> bool:
 
 
 def probe(url: str, model_id: str, api_key_name: str | None, timeout: float,
-          health_url: str | None = None, interval: float = 1.0) -> int:
+          health_url: str | None = None, interval: float = 1.0,
+          api_key_file: str | None = None) -> int:
     api_key = os.environ.get(api_key_name) if api_key_name else None
+    if api_key_file:
+        from launcher.errors import ConfigError
+        from launcher.harness.runconfig import read_key_file
+
+        try:
+            api_key = read_key_file(api_key_file)
+        except ConfigError as e:
+            print(e.message, flush=True)
+            return EXIT_DOWN
     deadline = time.monotonic() + timeout
     if health_url and not healthy(health_url, deadline, interval):
         print(f"model server not ready after {timeout:.0f}s: {health_url} never answered 200 "

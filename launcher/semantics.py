@@ -36,6 +36,10 @@ def check(config: Config, source: str) -> None:
             key="execution.type",
         )
     deployment.check(config.deployment, source, config.execution, config.evaluation.tasks)
+    if ep.api_key_file is not None and ep.api_key_name:
+        raise ConfigError("api_key_name and api_key_file are both set: keep one (the key comes "
+                          "from the variable, or from the file mounted read-only)",
+                          source=source, key="target.api_endpoint.api_key_file")
     if config.execution.max_parallel < 1:
         raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",
                           source=source, key="execution.max_parallel")

@@ -9,7 +9,7 @@ recorded by NAME (``EnvVar``); their values are handed to the backend in memory 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -145,10 +145,11 @@ def for_job(job: Job, to_host: Callable[[str], HostSource], user: str | None,
 
 
 def probe_spec(image: str, invocation_id: str, args: list[str], api_key_name: str | None,
-               job: Job, labels: Mapping[str, str]) -> ContainerSpec:
+               job: Job, labels: Mapping[str, str],
+               mounts: Sequence[MountSpec] = ()) -> ContainerSpec:
     """The endpoint probe: our image, with the evaluation containers' network arguments."""
     return ContainerSpec(
-        image=image, command=tuple(args), entrypoint="launcher",
+        image=image, command=tuple(args), entrypoint="launcher", mounts=tuple(mounts),
         env=(EnvVar(api_key_name, host_name=api_key_name),) if api_key_name else (),
         labels={**labels, LABEL_INVOCATION: invocation_id, LABEL_ROLE: ROLE_PROBE},
         network=job.docker.network, add_hosts=job.docker.add_hosts)

@@ -52,7 +52,9 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
     if server is None:  # with a deployment the jobs' network is the invocation's own, made later
         backend.check_networks(job.container for job in jobs)
         if probe:
-            probe_endpoint(backend, prepared, labels)
+            key_file = [m for m in jobs[0].container.mounts
+                        if m.target == plan_mod.API_KEY_FILE_MOUNT]
+            probe_endpoint(backend, prepared, labels, key_file)
     else:
         envvars.resolve(server.plan.env, prepared.loaded.environ, source=prepared.loaded.source)
     config = prepared.loaded.config
@@ -157,8 +159,10 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
     record.write(inv.dir, rec, owner)
 
 
-def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, str]) -> None:
-    """Fail fast on a dead endpoint or an unknown model, before any task starts."""
+def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, str],
+                   key_file: list[MountSpec]) -> None:
+    """Fail fast on a dead endpoint or an unknown model, before any task starts (``key_file``:
+    the jobs' mount of api_key_file, which the probe reads too)."""
     config = prepared.loaded.config
     ep = config.target.api_endpoint
     inv = prepared.invocation
@@ -171,7 +175,9 @@ def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, st
             str(timeout)]
     if ep.api_key_name:
         args += ["--api-key-name", ep.api_key_name]
-    spec = probe_spec(image, inv.invocation_id, args, ep.api_key_name, job, labels)
+    if key_file:
+        args += ["--api-key-file", key_file[0].target]
+    spec = probe_spec(image, inv.invocation_id, args, ep.api_key_name, job, labels, key_file)
     values = prepared.env_values[job.job_id]
     env = {k: v for k, v in values.items() if k == ep.api_key_name}
     code, output = backend.run_to_end(spec, env, timeout + 30)

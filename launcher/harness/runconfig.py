@@ -60,6 +60,7 @@ class ApiEndpoint:
     model_id: str
     type: str = "chat"
     api_key_name: str | None = None
+    api_key_file: str | None = None  # a file holding the key, mounted read-only
 
 
 @attrs.frozen
@@ -81,7 +82,10 @@ class RunConfig:
         }
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The API key from the env var named by ``api_key_name`` (None when no name is set)."""
+        """The API key from the file ``api_key_file`` or the env var named by ``api_key_name``
+        (None when neither is set)."""
+        if self.endpoint.api_key_file:
+            return read_key_file(self.endpoint.api_key_file)
         name = self.endpoint.api_key_name
         if not name:
             return None
@@ -93,6 +97,27 @@ class RunConfig:
                 f" pass it to the container (-e {name})"
             )
         return value
+
+
+KEY_FILE_LIMIT = 64 * 1024
+
+
+def read_key_file(path: str) -> str:
+    """The key in ``path`` (surrounding whitespace dropped); a one-line error, never the
+    value, when it cannot be read or is empty."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(KEY_FILE_LIMIT + 1)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read the API key file {path} (target.api_endpoint.api_key_file): "
+            f"{e.strerror or e}; make it readable by the uid the evaluation runs as "
+            f"(uid {os.getuid()})") from None
+    key = data.decode("utf-8", "replace").strip()
+    if not key or len(data) > KEY_FILE_LIMIT or any(c in key for c in "\r\n\0"):
+        raise ConfigError(f"the API key file {path} (target.api_endpoint.api_key_file) must "
+                          "hold the key alone, on one line")
+    return key
 
 
 def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
@@ -141,6 +166,8 @@ def parse_run_config(
         model_id=_string(api.get("model_id"), "target.api_endpoint.model_id", err),
         type=endpoint_type,
         api_key_name=key_name or None,
+        api_key_file=_string(api["api_key_file"], "target.api_endpoint.api_key_file", err)
+        if api.get("api_key_file") is not None else None,
     )
 
     defaults = Params()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import struct
@@ -85,8 +86,10 @@ class ReferenceServer:
         verbose: bool = False,
         *,
         faults: Faults | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.oracle = oracle
+        self.api_key = api_key  # when set, completions and /v1/models need "Bearer <it>"
         self.latency_s = max(0.0, latency_ms) / 1000.0
         self.verbose = verbose
         self.faults = faults or Faults()
@@ -182,6 +185,9 @@ class ReferenceServer:
         if (request.content_length or 0) > MAX_BODY:
             return await send_and_close(request, reply(413, error_body(
                 f"request body over {MAX_BODY} bytes", "invalid_request_error")))
+        if self.api_key and path in (*COMPLETION_ROUTES, "/v1/models") and \
+                request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return reply(401, error_body("missing or wrong API key", "authentication_error"))
         if path in COMPLETION_ROUTES:
             if method != "POST":
                 return _not_allowed(method, path, "POST")
@@ -323,11 +329,14 @@ def make_server(
     verbose: bool = False,
     faults: Faults | None = None,
     custom: Iterable[str] = (),
+    api_key: str | None = None,
 ) -> ReferenceServer:
     """A bound (not yet serving) server; call ``serve_forever()`` (port 0 picks a free one).
-    ``custom``: JSONL files of custom-task items it should know too."""
+    ``custom``: JSONL files of custom-task items it should know too; ``api_key``: the key
+    requests must carry (none: any)."""
     oracle = load_oracle(accuracy, dataset_dir, custom=custom)
-    return ReferenceServer((host, port), oracle, latency_ms, verbose, faults=faults)
+    return ReferenceServer((host, port), oracle, latency_ms, verbose, faults=faults,
+                           api_key=api_key)
 
 
 def serve(
@@ -360,6 +369,16 @@ def serve(
         print("reference endpoint stopped", file=sys.stderr, flush=True)
 
 
+def key_from(name: str | None) -> str | None:
+    """``--api-key-env NAME``: the value of $NAME, which must be set."""
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"error: --api-key-env {name}: the variable {name} is not set")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m launcher.testing.reference_endpoint --port 8000`` (the CLI's options)."""
     import argparse
@@ -378,13 +397,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hang-s", type=float, default=600.0)
     parser.add_argument("--startup-delay-s", type=float, default=0.0)  # a model loading
     parser.add_argument("--exit-before-ready", type=int, default=None)  # ... that crashes
+    parser.add_argument("--api-key-env", default=None)  # requests must carry $NAME's value
     args = parser.parse_args(argv)
     load_model(args.startup_delay_s, args.exit_before_ready)
     try:
         serve(
             args.host, args.port, args.accuracy, args.latency_ms, args.dataset_dir,
             faults=Faults(args.fail_rate, args.fault, args.seed, args.retry_after, args.hang_s),
-            custom=args.dataset,
+            custom=args.dataset, api_key=key_from(args.api_key_env),
         )
     except LauncherError as e:
         print(f"error: {e.message}", file=sys.stderr)

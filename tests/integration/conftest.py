@@ -124,8 +124,10 @@ def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
     started: list[DockerContainer] = []
 
     def start(accuracy: float, latency_ms: float = 0, *extra: str, gsm8k: bool = True,
-              volumes: tuple[tuple[str, str], ...] = ()) -> Endpoint:
-        """``gsm8k``: load the GSM8K-shaped data; ``volumes``: (host, container) read-only."""
+              volumes: tuple[tuple[str, str], ...] = (),
+              env: dict[str, str] | None = None) -> Endpoint:
+        """``gsm8k``: load the GSM8K-shaped data; ``volumes``: (host, container) read-only;
+        ``env``: its environment (e.g. the key ``--api-key-env`` names)."""
         data = ["--dataset-dir", "/data/gsm8k"] if gsm8k else []
         container = (
             DockerContainer(launcher_image)
@@ -138,6 +140,8 @@ def reference_endpoint(launcher_image: str, network: Network, gsm8k_dir: Path):
         )
         for host, target in volumes:
             container = container.with_volume_mapping(host, target, "ro")
+        for name, value in (env or {}).items():
+            container = container.with_env(name, value)
         container.start()
         started.append(container)
         _wait_healthy(container)

@@ -301,3 +301,29 @@ def test_two_invocations_at_once_into_one_folder(bench):
         data = yaml.safe_load((inv / "gsm8k.0" / "artifacts" / "results.yml").read_text())
         assert data["results"]["tasks"]["gsm8k"]["metrics"]["exact_match"]["scores"][
             "exact_match"]["value"] == 0.5
+
+
+def test_api_key_file_reaches_the_endpoint_and_nothing_else(tmp_path, launcher_image, network,
+                                                             reference_endpoint, gsm8k_dir,
+                                                             docker_client):
+    key = "sk-file-" + uuid.uuid4().hex
+    endpoint = reference_endpoint(1.0, 0, "--api-key-env", "EP_KEY", env={"EP_KEY": key})
+    b = Bench(tmp_path, launcher_image, network.name, endpoint.url, gsm8k_dir)
+    config = b.config([GSM8K], limit=4)
+    path = b.config_dir / "eval.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["target"]["api_endpoint"]["api_key_file"] = "/config/key"
+    path.write_text(yaml.safe_dump(data))
+    (b.config_dir / "key").write_text("sk-wrong\n")  # the endpoint refuses it: the probe says so
+    refused = b.launcher("run", "--config", config)
+    assert refused.exit_code != 0 and not b.invocations(), refused.stderr
+    (b.config_dir / "key").write_text(key + "\n")
+    run = b.launcher("run", "--config", config)
+    assert run.exit_code == 0, run.stderr
+    (inv,) = b.invocations()
+    (job,) = b.status(inv.name.split("-", 1)[1])
+    assert job["state"] == "success" and job["value"] == 1.0
+    for f in inv.rglob("*"):  # the key is in no file the run wrote, nor in its output
+        assert not f.is_file() or key.encode() not in f.read_bytes(), f
+    assert key not in run.stdout + run.stderr
+    assert "/run/secrets/eval-launcher-api-key" in (inv / "gsm8k.0" / "run.sh").read_text()
