@@ -51,7 +51,7 @@ def check(url: str, model_id: str, api_key: str | None) -> tuple[int, str]:
                                     "fix target.api_endpoint.model_id")
     if status in (401, 403):
         return EXIT_DOWN, (f"endpoint {url} refused the API key (HTTP {status}): check "
-                           "target.api_endpoint.api_key_name and the variable's value")
+                           "target.api_endpoint.api_key_name (or api_key_file) and the key")
     # No usable model list: one tiny request tells whether the model is served.
     chat = {"model": model_id, "max_tokens": 1,
             "messages": [{"role": "user", "content": "ping"}]}

@@ -98,6 +98,14 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
     waiter = backend.start(waiter_spec(waiter_image, server, ep["url"], ep["model_id"],
                                        labels), {})
     deadline = started + server.readiness_timeout + 30
+    exited = threading.Event()  # the waiter's end is seen at once, not at the next poll
+
+    def await_waiter(handle: str = waiter) -> None:
+        with contextlib.suppress(WorkloadGone):
+            backend.wait(handle)
+        exited.set()
+
+    threading.Thread(target=await_waiter, daemon=True, name="waiter-wait").start()
     try:
         while True:
             fact = backend.state(handle)
@@ -110,7 +118,10 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                                    f"was ready; no task was started. Last lines of its log "
                                    f"({log_path}):\n{_tail(backend, handle, log_path)}")
             done = backend.state(waiter)
-            if done is not None and done.status == "exited":
+            if done is None:
+                raise ServerFailed("the readiness waiter was removed (launcher kill?) before the "
+                                   "model server was ready; no task was started")
+            if done.status == "exited":
                 if done.exit_code == 0:
                     remover = threading.Thread(target=backend.remove, args=(waiter,),
                                                name="waiter-remove")
@@ -127,7 +138,7 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
                 raise ServerFailed(f"model server not ready after {server.readiness_timeout:g}s"
                                    f"; last lines of its log ({log_path}):\n"
                                    f"{_tail(backend, handle, log_path)}")
-            time.sleep(POLL_S)
+            exited.wait(POLL_S)
     finally:
         if waiter:
             backend.remove(waiter)
