@@ -90,8 +90,10 @@ def fill_target(data: dict[str, Any], source: str) -> None:
 
 
 def gpu_value(value: Any, key: str, source: str) -> str | None:
-    """``all``/``true``, a count, or none (``null``, ``false``, ``none``, 0) as a device
-    request: "all", a count as text, or None; ConfigError at ``key`` otherwise."""
+    """``all``/``true``, a count, device indices (a list ``[0, 1]``, ``"0,1"`` or
+    ``"device=0,1"``), or none (``null``, ``false``, ``none``, 0) as the ``--gpus`` value of
+    a device request: "all", a count, "device=0,1", or None; ConfigError at ``key``
+    otherwise."""
     if value is None or value is False or value == "none" or value == 0:
         return None
     if value is True or value == "all":
@@ -100,8 +102,13 @@ def gpu_value(value: Any, key: str, source: str) -> str | None:
         return str(value)
     if isinstance(value, str) and value.isdigit():
         return None if int(value) == 0 else str(int(value))
-    raise ConfigError(f"expected 'all', a number of GPUs or null, got {value!r} (device "
-                      "indices are not supported: use a count)", source=source, key=key)
+    indices = value if isinstance(value, list) else (
+        value.removeprefix("device=").split(",") if isinstance(value, str) else None)
+    if indices and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                       or isinstance(i, str) and i.strip().isdigit() for i in indices):
+        return "device=" + ",".join(str(int(i)) for i in indices)
+    raise ConfigError(f"expected 'all', a number of GPUs, device indices ([0, 1] or "
+                      f"\"device=0,1\") or null, got {value!r}", source=source, key=key)
 
 
 def check(deployment: Deployment, source: str, execution: Any = None,

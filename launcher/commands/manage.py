@@ -4,15 +4,16 @@ launcher container or the plain CLI on the host."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from launcher import labels, record, report, runs, safe_fs
 from launcher.backends.base import Backend
 from launcher.errors import EnvironmentProblem
-from launcher.plan import Job
 from launcher.record import ExitMark, JobState, LauncherInfo, Marker, job_folder
 from launcher.status import JobStatus, invocation_state, job_status
 
@@ -56,7 +57,25 @@ def _pid_alive(launcher: LauncherInfo) -> bool:
         return False
 
 
+SERVER_SUFFIX = ".server"  # <invocation id>.server names its model server in status and logs
+
+
+def find_server(output_dir: str, ident: str) -> runs.Run:
+    """The run of ``<id>.server``; one line when it has no deployment."""
+    run, _ = runs.find(output_dir, ident.removesuffix(SERVER_SUFFIX))
+    if run.record.server is None:
+        raise EnvironmentProblem(f"invocation {run.invocation_id} has no model server (its "
+                                 "config has no deployment)")
+    return run
+
+
 def status(output_dir: str, ident: str | None, as_json: bool) -> int:
+    if ident is not None and ident.endswith(SERVER_SUFFIX):
+        run = find_server(output_dir, ident)
+        info = server_status(run, _backend_or_none())
+        assert info is not None
+        print(json.dumps(info, indent=2) if as_json else server_line(info))
+        return 0
     if ident is None:
         found = runs.all_runs(output_dir)
         if not found:
@@ -79,14 +98,15 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
           f"{run.record.host_dir or run.dir}")
     print(report.format_table(rows, ("job", "task", "state", "exit", "duration", "score",
                                      "note")))
-    line = server_line(run, backend)
-    if line:
-        print(line)
+    info = server_status(run, backend)
+    if info:
+        print(server_line(info))
     return 0
 
 
-def server_line(run: runs.Run, backend: Backend | None) -> str | None:
-    """The model server of a deployment: its recorded state and what the engine says."""
+def server_status(run: runs.Run, backend: Backend | None) -> dict[str, str | None] | None:
+    """The model server of a deployment: its recorded state and what the engine says (the
+    ``status <id>.server --json`` object); None without a deployment."""
     rec = run.record.server
     if rec is None:
         return None
@@ -95,9 +115,17 @@ def server_line(run: runs.Run, backend: Backend | None) -> str | None:
     state, rest = server.read_state(run.dir)
     found = backend.find({labels.LABEL_INVOCATION: run.invocation_id,
                           labels.LABEL_ROLE: labels.ROLE_SERVER}) if backend else []
-    engine = f"container {found[0].fact.status}" if found else "no container"
-    return (f"server {rec.plan.type} {rec.container.image} ({rec.plan.health_url}): "
-            f"{state or 'not started'} {rest}; {engine}; log {run.dir}/{record.SERVER_LOG}")
+    return {"id": f"{run.invocation_id}{SERVER_SUFFIX}", "type": rec.plan.type,
+            "image": rec.container.image, "health_url": rec.plan.health_url,
+            "state": state.value if state else "not started", "note": rest,
+            "container": found[0].fact.status if found else None,
+            "log": os.path.join(run.dir, record.SERVER_LOG)}
+
+
+def server_line(found: dict[str, str | None]) -> str:
+    engine = f"container {found['container']}" if found["container"] else "no container"
+    return (f"server {found['type']} {found['image']} ({found['health_url']}): "
+            f"{found['state']} {found['note']}; {engine}; log {found['log']}")
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
@@ -143,6 +171,8 @@ def info(output_dir: str, ident: str) -> int:
 
 
 def logs(output_dir: str, ident: str, follow: bool) -> int:
+    if ident.endswith(SERVER_SUFFIX):
+        return server_logs(find_server(output_dir, ident), follow)
     run, index = runs.find(output_dir, ident)
     inv = run.invocation()
     jobs = [j for j in inv.jobs if index is None or j.index == index]
@@ -160,15 +190,34 @@ def logs(output_dir: str, ident: str, follow: bool) -> int:
             for line in data.decode("utf-8", "replace").splitlines():
                 print(f"{prefix}{line}")
         if follow:
-            _follow_file(path, offset, job)
+            _follow_file(path, offset, functools.partial(job_folder(job).has, Marker.EXIT))
     return 0
 
 
-def _follow_file(path: str, offset: int, job: Job) -> None:
-    """Tail the job's log file until its exit marker appears."""
-    folder = job_folder(job)
+def server_logs(run: runs.Run, follow: bool) -> int:
+    """``logs <id>.server``: the model server's log (``server.log``), followed with ``-f``
+    until the server is stopped or failed."""
+    from launcher import server
+
+    path = os.path.join(run.dir, record.SERVER_LOG)
+    offset = 0
+    if os.path.lexists(path):  # a link or FIFO there: one line, never followed
+        with safe_fs.open_read(path) as fh:
+            data = fh.read()
+        offset = len(data)
+        sys.stdout.write(data.decode("utf-8", "replace"))
+        sys.stdout.flush()
+    if follow:
+        _follow_file(path, offset, lambda: server.read_state(run.dir)[0] in (
+            server.ServerState.STOPPED, server.ServerState.FAILED))
+    return 0
+
+
+def _follow_file(path: str, offset: int, ended: Callable[[], bool]) -> None:
+    """Tail the log file until ``ended()`` (checked before each read: the last lines are
+    printed)."""
     while True:
-        done = folder.has(Marker.EXIT)
+        done = ended()
         try:
             with safe_fs.open_read(path) as fh:
                 fh.seek(offset)

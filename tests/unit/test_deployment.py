@@ -265,9 +265,15 @@ def test_gpus_for_evaluation_containers_are_opt_in_per_task(tmp_path):
     inv = plan_of({"evaluation_gpu_visible": True}, [{"name": "gsm8k"},
                                                      {"name": "humaneval", "gpus": 0}])
     assert [j.gpus for j in inv.jobs] == ["all", None]
-    with pytest.raises(ConfigError) as err:
-        plan_of({}, [{"name": "gsm8k", "gpus": "0,1"}])
-    assert err.value.key == "evaluation.tasks[0].gpus" and "a count" in err.value.detail
+    inv = plan_of({}, [{"name": "gsm8k", "gpus": [0, 1]}, {"name": "gsm8k", "gpus": "0,1"},
+                       {"name": "gsm8k", "gpus": "device=2"}])
+    assert [j.gpus for j in inv.jobs] == ["device=0,1", "device=0,1", "device=2"]
+    specs = [spec.for_job(j, lambda p: HostSource("bind", p), None, {}) for j in inv.jobs]
+    assert [s.gpus.device_ids for s in specs if s.gpus] == [("0", "1"), ("0", "1"), ("2",)]
+    for bad in ("0,x", [0, -1], [True], "gpu0"):
+        with pytest.raises(ConfigError) as err:
+            plan_of({}, [{"name": "gsm8k", "gpus": bad}])
+        assert err.value.key == "evaluation.tasks[0].gpus" and "device indices" in err.value.detail
 
 
 def test_dry_run_document_has_the_server(tmp_path, capsys, monkeypatch):

@@ -4,6 +4,7 @@ network; a server that exits early or is never ready fails the run before any jo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -60,6 +61,13 @@ def test_one_server_for_parallel_jobs(tmp_path, fake: FakeBackend, capsys):
     assert manage.info(str(tmp_path / "out"), run.invocation_id) == 0
     assert f"server       eval-launcher:latest  {run.dir}/server.sh start|stop" in (
         capsys.readouterr().out)
+    # <id>.server names the server: its state as JSON, its log
+    assert manage.status(str(tmp_path / "out"), f"{run.invocation_id}.server", True) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["id"] == f"{run.invocation_id}.server" and found["state"] == "stopped"
+    assert found["container"] is None and found["log"] == f"{run.dir}/server.log"
+    assert manage.logs(str(tmp_path / "out"), f"{run.invocation_id[:6]}.server", True) == 0
+    assert capsys.readouterr().out == "serving\n"  # followed: it stopped, so it returns
 
 
 @pytest.mark.parametrize(("waiter", "text"), [
@@ -182,3 +190,13 @@ def test_after_the_server_died_no_further_task_starts(tmp_path, fake: FakeBacken
     with open(log, encoding="utf-8") as fh:
         assert "not started: the model server exited with code 143 while the tasks ran" in (
             fh.read())
+
+
+def test_server_ids_of_an_invocation_without_a_deployment(tmp_path, fake: FakeBackend):
+    from launcher.errors import EnvironmentProblem
+    from tests.unit.test_orchestration import write_config as plain_config
+
+    assert launch(plain_config(tmp_path)) == 0
+    run = only_run(tmp_path)
+    with pytest.raises(EnvironmentProblem, match="has no model server"):
+        manage.status(str(tmp_path / "out"), f"{run.invocation_id}.server", True)
