@@ -68,7 +68,7 @@ svg .nobar { font-size: 11px; fill: var(--fail); }
 .text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 14em; overflow: auto;
   font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px;
   margin: 0; }
-.prompt { max-width: 420px; max-height: 9em; } .reply { max-width: 460px; }
+.prompt, .target { max-width: 420px; max-height: 9em; } .reply { max-width: 460px; }
 .verdict { font-weight: 600; white-space: nowrap; }
 .verdict.ok { color: var(--ok); } .verdict.fail { color: var(--fail); }
 tr.failed td:first-child { box-shadow: inset 3px 0 0 var(--fail); }
@@ -427,7 +427,7 @@ def _sample_row(run: RunReport, job: JobReport, s: Sample, many: bool) -> str:
             f'<td class="text-cell">{_text(s.prompt, "prompt")}</td>'
             f'<td class="text-cell">{_text(s.reply, "reply")}</td>'
             f"<td>{extracted}</td>"
-            f"<td>{_text(s.target) if s.target is not None else '–'}</td>"
+            f"<td>{_text(s.target, 'target') if s.target is not None else '–'}</td>"
             f"<td>{verdict}</td></tr>")
 
 
