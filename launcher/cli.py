@@ -423,7 +423,8 @@ def ls_tasks(as_json: bool, harness_name: str | None) -> None:
     click.echo(report.format_table(rows, ("task", "harness", "endpoint", "kind", "image")))
 
 
-for _command in (cli_results.compare, cli_results.gate, cli_results.export):
+for _command in (cli_results.compare, cli_results.gate, cli_results.export,
+                 cli_results.report):
     cli.add_command(_command)
 
 

@@ -1,5 +1,5 @@
-"""Commands on the results of finished runs: compare, gate, export (click wiring only; the
-work is in launcher.commands.*, imported lazily)."""
+"""Commands on the results of finished runs: compare, gate, export, report (click wiring only;
+the work is in launcher.commands.*, imported lazily)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,27 @@ def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
     from launcher.commands.export import export as do
 
     sys.exit(do(_output_dir(output_dir), idents, dest, overrides))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("idents", nargs=-1, required=True, metavar="ID...")
+@click.option("-o", "--output", "out", metavar="FILE.html", default=None,
+              help="Where to write the page (default: report.html in the output folder).")
+@click.option("--max-samples", type=int, default=2000, show_default=True,
+              metavar="N", help="Samples embedded per job (all are counted; 0: none).")
+@output_dir_option
+def report(idents: tuple[str, ...], out: str | None, max_samples: int,
+           output_dir: str | None) -> None:
+    """Write one self-contained HTML page (no network needed to open it) for invocations (or
+    jobs): scores with stderr per task, a plot of the headline scores across invocations,
+    request stats (latency percentiles, tokens, errors) and a sample browser (prompt, reply,
+    extracted answer, correct; filter to failures, by task, by invocation).
+
+    \b
+    Examples:
+      launcher report 3f9a0c2e -o report.html
+      launcher report 3f9a0c2e 7b1d4a55 --output-dir ./results -o compare.html
+    """
+    from launcher.commands.report import report as do
+
+    sys.exit(do(_output_dir(output_dir), idents, out, max_samples))

@@ -26,15 +26,7 @@ class Score:
 def read_scores(artifacts_dir: str) -> list[Score]:
     """The scores of ``results.yml`` in ``artifacts_dir``; [] when it is missing, unreadable or
     not of the harness's shape (the folder is writable by others: nothing here may raise)."""
-    from launcher import yamlfile
-
-    path = os.path.join(artifacts_dir, "results.yml")
-    try:  # never through a link planted there (see safe_fs.open_read), bounded YAML
-        with safe_fs.open_read(path) as fh:
-            text = fh.read(yamlfile.MAX_BYTES + 1).decode("utf-8")
-        data: Any = yamlfile.load(text, path)
-    except (OSError, LauncherError, ValueError, yaml.YAMLError, RecursionError):
-        return []
+    data = _load_results(artifacts_dir)
     scores = []
     for task, body in _mapping(_mapping(_mapping(data).get("results")).get("tasks")).items():
         for metric, mbody in _mapping(_mapping(body).get("metrics")).items():
@@ -49,6 +41,27 @@ def read_scores(artifacts_dir: str) -> list[Score]:
                         float(stderr) if _number(stderr) else None,
                         int(count) if isinstance(count, int) and _number(count) else None))
     return scores
+
+
+def read_request_stats(artifacts_dir: str) -> dict[str, dict[str, Any]]:
+    """``request_stats`` of each task in ``results.yml`` (see harness/stats.py), by task; {}
+    when there are none or the file is missing or not of the harness's shape."""
+    tasks = _mapping(_mapping(_mapping(_load_results(artifacts_dir)).get("results")).get("tasks"))
+    return {str(task): stats for task, body in tasks.items()
+            if (stats := _mapping(_mapping(body).get("request_stats")))}
+
+
+def _load_results(artifacts_dir: str) -> Any:
+    """The parsed ``results.yml`` in ``artifacts_dir``, None when it is missing or unreadable."""
+    from launcher import yamlfile
+
+    path = os.path.join(artifacts_dir, "results.yml")
+    try:  # never through a link planted there (see safe_fs.open_read), bounded YAML
+        with safe_fs.open_read(path) as fh:
+            text = fh.read(yamlfile.MAX_BYTES + 1).decode("utf-8")
+        return yamlfile.load(text, path)
+    except (OSError, LauncherError, ValueError, yaml.YAMLError, RecursionError):
+        return None
 
 
 def _mapping(value: Any) -> dict[Any, Any]:

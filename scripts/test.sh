@@ -18,6 +18,8 @@ fi
 # No registry here: testcontainers' Ryuk reaper cannot be pulled; fixtures clean up by label.
 export TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_CONNECTION_MODE=docker_host
 
+bash scripts/install-chromium.sh   # the report's browser test (quiet, instant when installed)
+
 "$VENV/bin/ruff" check launcher tests benchmarks
 "$VENV/bin/mypy"   # [tool.mypy] in pyproject.toml: the launcher package
 "$VENV/bin/python" -m pytest "${@:-tests}"
