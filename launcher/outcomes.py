@@ -65,7 +65,7 @@ def read_samples(artifacts_dir: str) -> dict[SampleKey, bool] | None:
     try:
         with safe_fs.open_read(path) as fh:
             for number, raw in enumerate(fh):
-                record = _record(raw)
+                record = json_record(raw)
                 if record is None:
                     continue
                 score = record.get("score")
@@ -81,7 +81,7 @@ def read_samples(artifacts_dir: str) -> dict[SampleKey, bool] | None:
     return result
 
 
-def _record(raw: bytes) -> dict[str, Any] | None:
+def json_record(raw: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
     except ValueError:

@@ -160,7 +160,7 @@ def read_samples(artifacts_dir: str, keep: int) -> tuple[list[Sample], int, int,
     try:
         with safe_fs.open_read(path) as fh:
             for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE), b"")):
-                record = _record(raw)
+                record = outcomes.json_record(raw)
                 if record is None or not _number(record.get("score")):
                     continue
                 total += 1
@@ -217,14 +217,6 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}\n… ({len(text) - limit} more characters not shown)"
-
-
-def _record(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _mapping(value: Any) -> dict[Any, Any]:
