@@ -23,7 +23,7 @@ READY = re.compile(rb"DevTools listening on (ws://\S+)")
 
 
 class Browser:
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, timeout: float = 90.0) -> None:  # a first start builds caches
         binary = shutil.which("chromium")
         assert binary, "chromium is not on PATH: run scripts/install-chromium.sh"
         self.profile = tempfile.mkdtemp(prefix="report-chromium-")
