@@ -11,6 +11,7 @@ and the run's exit code does not change. ``launcher export`` repeats it later (i
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import threading
@@ -21,6 +22,7 @@ from launcher import exportopts, store
 from launcher.errors import LauncherError
 from launcher.record import RECORD, now_z
 
+CLIENTS = {"mlflow": "mlflow", "wandb": "wandb"}  # the module each destination imports
 LOG = "auto_export.log"  # in the invocation folder: one line per export attempt
 _lock = threading.Lock()  # parallel jobs end in threads; exports run one at a time
 
@@ -43,7 +45,12 @@ def describe(config: Mapping[str, Any]) -> list[str]:
     lines = []
     for dest, opts in destinations(config):
         shown = ", ".join(f"{k}={v}" for k, v in opts.items()) or "defaults"
-        lines.append(f"after each job that succeeds: export --dest {dest} ({shown})")
+        line = f"after each job that succeeds: export --dest {dest} ({shown})"
+        client = CLIENTS.get(dest)
+        if client and importlib.util.find_spec(client) is None:
+            line += (f"; the {client} client is not installed here, so this export will fail: "
+                     f"pip install 'eval-launcher[{dest}]'")
+        lines.append(line)
     return lines
 
 

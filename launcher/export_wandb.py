@@ -42,6 +42,7 @@ DEFAULT_PROJECT = "eval-launcher"
 LOG_MODES = ("per_task", "multi_task")
 MODES = ("online", "offline")
 ARTIFACTS = ("results.yml", SAMPLES_FILE)
+QUIET_ENV = {"WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_INIT_TIMEOUT": "30"}
 _ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -275,10 +276,11 @@ def _torn_down(wandb: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet_env() -> Iterator[None]:
-    """No W&B banner or prompt while exporting (a value set by the user wins)."""
-    saved = {k: os.environ.get(k) for k in ("WANDB_SILENT", "WANDB_CONSOLE")}
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
+    """No W&B banner or prompt while exporting, and an unreachable W&B server fails in 30 s,
+    not wandb's 90 (a value set by the user wins)."""
+    saved = {k: os.environ.get(k) for k in QUIET_ENV}
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield

@@ -10,6 +10,7 @@ which ``-o export.wandb.tags=a,b`` gives directly."""
 from __future__ import annotations
 
 import difflib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,6 +116,12 @@ def from_section(dest: str, section: Any, source: str) -> dict[str, str]:
                               source=source, key=path)
         else:
             found[str(key)] = _text(value)
+    uri = found.get("tracking_uri", "")
+    if uri and urllib.parse.urlsplit(uri).password is not None:
+        raise ConfigError("a password in the URL would be kept in the run's record: drop it "
+                          "and set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or "
+                          "MLFLOW_TRACKING_TOKEN) in the environment instead", source=source,
+                          key=keypaths.render([*where, "tracking_uri"]))
     return found
 
 

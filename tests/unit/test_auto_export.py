@@ -49,6 +49,8 @@ def write(tmp_path: Path, execution: dict | None = None, export: dict | None = N
     (None, {"mlflow": {"tags": ["a"]}}, "export.mlflow.tags", "expected a mapping"),
     (None, {"wandb": {"tags": [{"a": 1}]}}, "export.wandb.tags", "expected a list of names"),
     (None, {"s3": {}}, "export.s3", "unknown destination 's3'"),
+    (None, {"mlflow": {"tracking_uri": "https://me:tok3n@mlflow.example"}},
+     "export.mlflow.tracking_uri", "MLFLOW_TRACKING_PASSWORD"),
 ])
 def test_bad_keys_are_one_line_at_the_key(tmp_path, execution, export, key, needle):
     with pytest.raises(ConfigError) as exc:
@@ -132,3 +134,24 @@ def test_a_failed_export_changes_nothing(tmp_path, fake, capsys):
                       launcher_alive=False).state == "success"
     log = (Path(run.dir) / autoexport.LOG).read_text().splitlines()
     assert [line.split()[2:4] for line in log] == [["mlflow", "failed:"], ["local", "ok"]]
+
+
+def test_parallel_jobs_export_to_wandb_offline_from_their_threads(tmp_path, fake, capsys,
+                                                                  monkeypatch):
+    pytest.importorskip("wandb")
+    from tests.unit.wandb_files import offline_runs
+
+    for name in ("WANDB_MODE", "WANDB_DIR", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    folder = tmp_path / "wandb-dir"
+    folder.mkdir()
+    scripts = {task: Script(files={"results.yml": yaml.safe_dump(results_yml(task, v, 4))})
+               for task, v in (("gsm8k", 0.25), ("humaneval", 0.75))}
+    code, run = start(tmp_path, fake, {"mode": "parallel", "max_parallel": 2,
+                                       "auto_export": {"destinations": ["wandb"]}},
+                      {"wandb": {"mode": "offline", "dir": str(folder)}}, scripts)
+    assert code == 0, capsys.readouterr().err
+    found = {r.config["task"]: r.summary for r in offline_runs(folder)}
+    assert found["gsm8k"]["gsm8k/accuracy"] == 0.25
+    assert found["humaneval"]["humaneval/accuracy"] == 0.75
