@@ -2,7 +2,9 @@
 endpoint at accuracy 0.5): each job that succeeded is exported to a local JSON file, to W&B
 in offline mode (read back from the files W&B writes) and to a real MLflow server, with the
 values of its results.yml; the job's run.sh exports again after a rerun without duplicating
-anything. A dead MLflow server is one line: the jobs stay `success`, the files as they were."""
+anything. A dead MLflow server is one line: the jobs stay `success`, the files as they were.
+A detached run's supervisor (the launcher image, no W&B client) exports to local and notes
+the wandb failure."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.conftest import wait_for
+from tests.integration.test_job_management import bench  # noqa: F401 (a fixture)
 from tests.unit.test_export_mlflow import free_port, server  # noqa: F401 (a fixture)
 from tests.unit.wandb_files import offline_runs
 
@@ -157,3 +161,26 @@ def test_a_dead_destination_leaves_the_run_as_it_was(tmp_path, launcher_image, n
     (line,) = again.stderr.strip().splitlines()
     assert line.startswith("error: ") and dead in line and "results are unchanged" in line
     assert snapshot(tmp_path / "results") == before  # byte-identical
+
+
+def test_a_detached_runs_supervisor_exports_in_the_launcher_container(bench,  # noqa: F811
+                                                                      docker_client):
+    """The image ships no W&B client: local is exported by the supervisor, wandb fails with
+    one line in auto_export.log, and the job is `success` all the same."""
+    from tests.integration.test_job_management import GSM8K, labelled
+
+    b = bench(0.5)
+    config = b.config([GSM8K], limit=4, auto_export={"destinations": ["local", "wandb"]})
+    detached = b.launcher("run", "--config", config, "--detach")
+    assert detached.exit_code == 0, detached.stderr
+    invocation_id = detached.stdout.strip().splitlines()[-1]
+    wait_for(lambda: not labelled(docker_client, invocation_id), timeout=120)
+    (job,) = b.status(invocation_id)
+    assert (job["state"], job["value"]) == ("success", 0.5)
+    rows = json.loads((b.results / "export.json").read_text())
+    assert {(r["job_id"], r["score"], r["value"]) for r in rows} == {
+        (f"{invocation_id}.0", "exact_match", 0.5)}
+    (inv,) = b.invocations()
+    local, wandb = (inv / "auto_export.log").read_text().splitlines()
+    assert local.endswith(f"{invocation_id}.0 local ok")
+    assert f"{invocation_id}.0 wandb failed:" in wandb and "eval-launcher[wandb]" in wandb

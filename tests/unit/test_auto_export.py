@@ -155,3 +155,18 @@ def test_parallel_jobs_export_to_wandb_offline_from_their_threads(tmp_path, fake
     found = {r.config["task"]: r.summary for r in offline_runs(folder)}
     assert found["gsm8k"]["gsm8k/accuracy"] == 0.25
     assert found["humaneval"]["humaneval/accuracy"] == 0.75
+
+
+def test_resume_exports_the_jobs_it_reruns(tmp_path, fake, capsys):
+    from launcher.commands import manage
+
+    results = {"results.yml": yaml.safe_dump(results_yml("gsm8k", 0.5, 4))}
+    code, run = start(tmp_path, fake, {"auto_export": {"destinations": ["local"]}}, {},
+                      {"gsm8k": Script(exit_code=1)})
+    assert code == 1 and not (Path(run.dir) / autoexport.LOG).exists()  # nothing succeeded
+    fake.scripts["gsm8k"] = Script(files=results)
+    assert manage.resume(str(tmp_path / "out"), run.invocation_id, detach=False) == 0
+    rows = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert [(r["job_id"], r["value"]) for r in rows] == [(f"{run.invocation_id}.0", 0.5)]
+    log = (Path(run.dir) / autoexport.LOG).read_text().splitlines()
+    assert len(log) == 1 and log[0].endswith("local ok")
