@@ -6,6 +6,8 @@ integration (real W&B processes, ~1 s per run)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,10 @@ def test_per_task_twice_one_run_per_job(offline, finished, capsys):
     found = offline_runs(offline)
     inv = run.invocation_id
     assert sorted(r.run_id for r in found) == [f"el-{inv}-0", f"el-{inv}-1"]  # no duplicate
+    # and W&B's own uploader sees the same two runs
+    sync = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", "--dry-run"],
+                          cwd=offline, capture_output=True, text=True, timeout=120)
+    assert "Would sync 2 run(s)" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
     assert {r.folder for r in found}.isdisjoint({r.folder for r in first})  # replaced
     by_task = {r.config["task"]: r for r in found}
     gsm = by_task["gsm8k"]
