@@ -154,15 +154,25 @@ def _common(run: Run, config: dict[str, Any], extra: Mapping[str, str]) -> dict[
     return config
 
 
+def wandb_mode(opts: Mapping[str, str]) -> str:
+    """export.wandb.mode, else $WANDB_MODE (wandb's own values), else online."""
+    mode = opts.get("mode")
+    if mode:
+        if mode not in MODES:
+            raise ConfigError(f"export.wandb.mode={mode}: use online or offline")
+        return mode
+    mode = os.environ.get("WANDB_MODE") or "online"
+    if mode not in (*MODES, "dryrun", "disabled"):
+        raise ConfigError(f"WANDB_MODE={mode}: use online or offline (or unset it)")
+    return "offline" if mode == "dryrun" else mode
+
+
 def offline(opts: Mapping[str, str]) -> bool:
-    mode = opts.get("mode") or os.environ.get("WANDB_MODE") or "online"
-    return mode in ("offline", "dryrun")
+    return wandb_mode(opts) == "offline"
 
 
 def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> int:
-    mode = opts.get("mode")
-    if mode and mode not in MODES:
-        raise ConfigError(f"export.wandb.mode={mode}: use online or offline")
+    mode = wandb_mode(opts)
     jobs: list[tuple[Run, outcomes.TaskOutcome]] = []
     empty: list[str] = []
     for ident in idents:  # all resolved before anything is sent
@@ -187,7 +197,10 @@ def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> i
         raise EnvironmentProblem(f"--dest wandb needs the wandb client: {INSTALL}") from None
     project = opts.get("project") or DEFAULT_PROJECT
     created = resumed = 0
-    where = "offline" if offline(opts) else "online"
+    where = mode
+    hint = ("check export.wandb.dir and the disk" if mode == "offline" else
+            "set WANDB_API_KEY (or `wandb login`), or export offline with -o "
+            "export.wandb.mode=offline")
     with _quiet_env(), _torn_down(wandb):
         for item in planned:
             try:
@@ -195,8 +208,7 @@ def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> i
             except Exception as e:  # wandb's errors: auth, network, a bad entity or project
                 raise EnvironmentProblem(_one_line(
                     f"W&B ({where}) refused the export of run {item.run_id}: "
-                    f"{type(e).__name__}: {e}; set WANDB_API_KEY (or `wandb login`), or export "
-                    "offline with -o export.wandb.mode=offline (the results are unchanged)")
+                    f"{type(e).__name__}: {e}; {hint} (the results are unchanged)")
                 ) from None
             if offline(opts) and sync_dir:
                 _drop_earlier_offline(Path(sync_dir), item.run_id)
@@ -224,7 +236,7 @@ def _write(wandb: Any, item: WandbRun, opts: Mapping[str, str], project: str,
                      group=opts.get("group") or None,
                      job_type=opts.get("job_type") or "evaluation", tags=tags,
                      notes=opts.get("description") or None, config=item.config,
-                     mode="offline" if offline(opts) else "online", dir=folder,
+                     mode=wandb_mode(opts), dir=folder,
                      settings=settings)
     try:
         new = not run.resumed
