@@ -170,3 +170,36 @@ def test_resume_exports_the_jobs_it_reruns(tmp_path, fake, capsys):
     assert [(r["job_id"], r["value"]) for r in rows] == [(f"{run.invocation_id}.0", 0.5)]
     log = (Path(run.dir) / autoexport.LOG).read_text().splitlines()
     assert len(log) == 1 and log[0].endswith("local ok")
+
+
+def test_the_reference_shape_loads(tmp_path):
+    """As the reference's docs write it: destinations under execution, options at the top."""
+    path = tmp_path / "nemo.yaml"
+    path.write_text("""\
+defaults:
+  - execution: local
+  - deployment: none
+  - _self_
+execution:
+  output_dir: results
+  auto_export:
+    destinations: ["mlflow", "wandb"]
+target:
+  api_endpoint: {url: "http://ep:8000/v1/chat/completions", model_id: m}
+export:
+  mlflow:
+    tracking_uri: http://mlflow:5000
+    experiment_name: llm-evals
+    tags: {framework: vllm}
+  wandb:
+    entity: myorg
+    project: llm-benchmarks
+    log_mode: multi_task
+    tags: [baseline, llama]
+evaluation:
+  tasks:
+    - name: gsm8k
+""")
+    config, raw = load_config(str(path))
+    assert config.execution.auto_export.destinations == ["mlflow", "wandb"]
+    assert [d for d, _ in autoexport.destinations(raw)] == ["mlflow", "wandb"]
