@@ -66,26 +66,34 @@ def gate(candidate: str, baseline: str | None, min_score: float | None,
 @click.command(context_settings=CONTEXT)
 @click.argument("idents", nargs=-1, required=True, metavar="ID...")
 @click.option("--dest", default="local", show_default=True,
-              help="Where to: local (JSON or CSV file) or mlflow (one run per job). wandb, "
+              help="Where to: local (JSON or CSV file), mlflow (one run per job) or wandb "
+                   "(one run per job or per invocation; offline with WANDB_MODE=offline). "
                    "gsheets: not built yet.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="export.DEST.KEY=VALUE",
               help="local: output_dir (default: the output folder), format (json|csv, default "
                    "json), filename (default export.<format>). mlflow: tracking_uri, "
                    "experiment_name, description, tags.NAME, log_artifacts (default true), "
-                   "log_logs (default false). Repeatable.")
+                   "log_logs (default false). wandb: entity, project, name, group, job_type, "
+                   "tags (a,b), description, log_mode (per_task|multi_task), log_metrics "
+                   "(a,b), log_artifacts, log_logs, extra_metadata.NAME, mode "
+                   "(online|offline), dir. The run's config's export.DEST block applies "
+                   "first. Repeatable.")
 @output_dir_option
 def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
            output_dir: str | None) -> None:
     """Export the scores of invocations (or jobs) as rows: invocation, job, task, metric,
     score, value, stderr, count, model, timestamp. Rows are upserted by job id: exporting
     again replaces a job's rows, never duplicates them. --dest mlflow makes one MLflow run
-    per job (found again by its job id tag: exporting twice updates it).
+    per job (found again by its job id tag: exporting twice updates it); --dest wandb one W&B
+    run per job (log_mode per_task) or per invocation (multi_task), under an id derived from
+    the job or invocation id, so exporting twice resumes the run instead of adding one.
 
     \b
     Examples:
       launcher export 3f9a0c2e --dest local -o export.local.format=csv
       launcher export 3f9a0c2e 7b1d4a55 -o export.local.output_dir=./exports
       launcher export 3f9a0c2e --dest mlflow -o export.mlflow.tracking_uri=http://127.0.0.1:5000
+      WANDB_MODE=offline launcher export 3f9a0c2e --dest wandb -o export.wandb.project=evals
     """
     from launcher.commands.export import export as do
 

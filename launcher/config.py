@@ -51,6 +51,11 @@ class Mounts:
 
 
 @attrs.frozen
+class AutoExport:
+    destinations: list[str] = attrs.field(factory=list)  # local | mlflow | wandb (autoexport.py)
+
+
+@attrs.frozen
 class Execution:
     type: str = "local"
     output_dir: str = "./results"
@@ -60,6 +65,7 @@ class Execution:
     endpoint_readiness_timeout: float | None = None  # 600 s for a deployment, 30 s otherwise
     evaluation_gpu_visible: Any = False  # the reference's: GPUs for every evaluation container
     mounts: Mounts = attrs.field(factory=Mounts)
+    auto_export: AutoExport = attrs.field(factory=AutoExport)
 
     def readiness_timeout(self, deployed: bool) -> float:
         if self.endpoint_readiness_timeout is not None:
@@ -101,6 +107,8 @@ class Config:
     defaults: list[Any] = attrs.field(factory=list)
     # Free-form, kept in the invocation record; never sent to a container (docs/reference-keys.md)
     user_provided_metadata: dict[str, Any] = attrs.field(factory=dict)
+    # export.<dest>.*: the options of `launcher export` and auto-export (launcher/exportopts.py)
+    export: dict[str, Any] = attrs.field(factory=dict)
 
 
 # --------------------------------------------------------------------------- conversion
@@ -190,12 +198,9 @@ KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
        "target and evaluation, as in the reference: move it there"
        for block in ("Evaluation", "Execution", "Task")},
     ("Task", "overrides"): _LEGACY_OVERRIDES,
-    ("Execution", "auto_export"): "is the reference's export after each job (MLflow, W&B, "
-    "gsheets), which this launcher does not have yet; the scores are in each job's "
-    "artifacts/results.yml and `launcher status <invocation id>` prints them: remove the key",
-    ("Config", "export"): "configures the reference's export (MLflow, W&B, gsheets), which this "
-    "launcher does not have yet; the scores are in each job's artifacts/results.yml and "
-    "`launcher status <invocation id>` prints them: remove the block",
+    ("AutoExport", "configs"): "is the reference's older place of the exporters' options: move "
+    "them to the top-level export block (execution.auto_export.configs.mlflow.X becomes "
+    "export.mlflow.X)",
 }
 
 

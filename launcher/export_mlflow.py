@@ -90,17 +90,9 @@ def metrics(scores: Sequence[Any]) -> dict[str, float]:
 def describe(run: Run, outcome: outcomes.TaskOutcome,
              user_tags: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(params, tags) of one job's MLflow run."""
-    job = next(j for j in run.invocation().jobs if j.job_id == outcome.job_id)
-    config = job.run_config if isinstance(job.run_config, dict) else {}
-    target = config.get("target") or {}
-    endpoint = target.get("api_endpoint") if isinstance(target, dict) else None
-    endpoint = endpoint if isinstance(endpoint, dict) else {}
-    section = config.get("config") or {}
-    params = {"task": job.task,
-              "model_id": str(endpoint.get("model_id") or outcomes.model_id(run) or ""),
-              "endpoint_url": str(endpoint.get("url") or "")}
-    params.update(flatten(section.get("params") if isinstance(section, dict) else None,
-                          "params"))
+    found = outcomes.job_params(run, outcome.job_id)
+    params = {k: str(v) for k, v in found.items() if k != "params"}
+    params.update(flatten(found.get("params"), "params"))
     tags = {"eval_launcher.invocation_id": run.invocation_id, JOB_TAG: outcome.job_id,
             "eval_launcher.task": outcome.task, "eval_launcher.version": __version__}
     tags.update(flatten(run.record.user_provided_metadata, "user_provided_metadata"))

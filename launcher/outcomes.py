@@ -42,6 +42,22 @@ def model_id(run: Run) -> str | None:
     return str(value) if value is not None else None
 
 
+def job_params(run: Run, job_id: str) -> dict[str, Any]:
+    """What a job ran: ``task``, ``model_id``, ``endpoint_url`` and ``params`` (its run
+    config's ``config.params`` mapping, {} when none), for the exporters."""
+    job = next(j for j in run.invocation().jobs if j.job_id == job_id)
+    config = job.run_config if isinstance(job.run_config, dict) else {}
+    target = config.get("target") or {}
+    endpoint = target.get("api_endpoint") if isinstance(target, dict) else None
+    endpoint = endpoint if isinstance(endpoint, dict) else {}
+    section = config.get("config") or {}
+    params = section.get("params") if isinstance(section, dict) else None
+    return {"task": job.task,
+            "model_id": str(endpoint.get("model_id") or model_id(run) or ""),
+            "endpoint_url": str(endpoint.get("url") or ""),
+            "params": dict(params) if isinstance(params, dict) else {}}
+
+
 def task_outcomes(run: Run, index: int | None = None) -> dict[str, TaskOutcome]:
     """Every job of ``run`` (or only job ``index``), by task name; a task run twice in one
     invocation is named ``<task>.<index>`` from the second time on."""

@@ -34,9 +34,12 @@ def echo_stderr(prefix: str) -> Callable[[str], None]:
 def execute(backend: Backend, invocation: Invocation, specs: Mapping[str, ContainerSpec],
             env_values: Mapping[str, Mapping[str, str]], owner: Owner, *, workers: int,
             only: set[str] | None = None,
-            blocked: Callable[[], str | None] | None = None) -> dict[str, int] | None:
+            blocked: Callable[[], str | None] | None = None,
+            after: Callable[[str, int], None] | None = None) -> dict[str, int] | None:
     """Exit code per job id, or None when interrupted (our containers are then stopped).
-    ``blocked``: why a job must not start any more (its model server died), or None."""
+    ``blocked``: why a job must not start any more (its model server died), or None.
+    ``after``: called with each started job's id and exit code once it ended (auto-export);
+    whatever it raises is reported, never changes the job."""
     jobs = [i for i, job in enumerate(invocation.jobs) if only is None or job.job_id in only]
     codes: dict[str, int] = {}
     lock = threading.Lock()
@@ -63,6 +66,11 @@ def execute(backend: Backend, invocation: Invocation, specs: Mapping[str, Contai
         with lock:
             codes[job.job_id] = code
         live.say(f"[{name}] exit {code} after {time.monotonic() - started:.1f}s")
+        if after is not None:
+            try:
+                after(job.job_id, code)
+            except Exception as exc:
+                live.say(f"[{name}] after the job: {exc}")
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from launcher import deployment, keypaths, taskparams
+from launcher import deployment, exportopts, keypaths, taskparams
 from launcher.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ def check(config: Config, source: str) -> None:
             source=source,
             key="evaluation.tasks",
         )
+    check_export(config, source)
     taskparams.check_blocks(config.evaluation.nemo_evaluator_config,
                             ["evaluation", "nemo_evaluator_config"], source=source)
     for i, task in enumerate(config.evaluation.tasks):
@@ -73,3 +74,14 @@ def check(config: Config, source: str) -> None:
                 if not name.isidentifier():
                     raise ConfigError(f"'{name}' is not a valid environment variable name",
                                       source=source, key=keypaths.render([*scope, name]))
+
+
+def check_export(config: Config, source: str) -> None:
+    """``execution.auto_export.destinations`` names exporters that exist, and every
+    ``export.<dest>`` block has only that exporter's keys, in shapes it takes."""
+    for i, dest in enumerate(config.execution.auto_export.destinations):
+        if dest not in exportopts.KEYS:
+            raise ConfigError(exportopts.unknown_dest(dest), source=source,
+                              key=f"execution.auto_export.destinations[{i}]")
+    for dest, section in config.export.items():
+        exportopts.from_section(str(dest), section, source)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from launcher import record, scripts, store
+from launcher import autoexport, record, scripts, store
 from launcher.errors import EnvironmentProblem
 from launcher.hostpaths import PathTranslator, output_overrides, read_own_container_id
 from launcher.prepare import Prepared
@@ -71,8 +71,10 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
 
     server_script = render_server_script(rec, waiter_image(inv))
     server_dir = host.source if server_script else None
+    dests = prepared.loaded.config.execution.auto_export.destinations
     rendered = {f"{job.host_dir.describe()}/{scripts.RUN_SH}": scripts.render_job_script(
-        job, server_dir) for job in jobs}
+        job, server_dir, dests) for job in jobs}
+    exports = autoexport.describe(store.redact(prepared.loaded.raw))
     if server_script:
         rendered[f"{host.describe()}/{SERVER_SH}"] = server_script
     all_script = scripts.render_all_script(inv.invocation_id, jobs, server_dir)
@@ -81,7 +83,8 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
     document = {"config": store.redact(prepared.loaded.raw),
                 "plan": {"invocation_id": inv.invocation_id, "dir": host.describe(),
                          **({"server": plan_server} if plan_server else {}),
-                         "jobs": plan_jobs},
+                         "jobs": plan_jobs,
+                         **({"auto_export": exports} if exports else {})},
                 "scripts": rendered}
     return (f"{note}\n" if note else "") + dump_yaml(document)
 

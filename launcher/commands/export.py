@@ -1,63 +1,53 @@
-"""`launcher export ID... --dest local|mlflow`: the scores of invocations (or jobs) to a local
-JSON or CSV file, upserted by job id, or to an MLflow tracking server, one run per job found
-again by its job id tag (launcher.export_mlflow). W&B and gsheets are not built yet."""
+"""`launcher export ID... --dest local|mlflow|wandb`: the scores of invocations (or jobs) to a
+local JSON or CSV file, upserted by job id; to an MLflow tracking server, one run per job found
+again by its job id tag (launcher.export_mlflow); or to W&B, online or offline, one run per job
+or per invocation under an id derived from it (launcher.export_wandb). gsheets is not built
+yet. Options: the ``export.<dest>`` block of the run's config (as recorded), then ``-o``
+lines, which win."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from launcher import export_local, runs
+from launcher import export_local, exportopts, runs
 from launcher.errors import ConfigError, EnvironmentProblem
 
-DESTS = ("local", "mlflow", "wandb", "gsheets")
-LOCAL_KEYS = ("output_dir", "format", "filename")
-# The reference's keys of export.mlflow; tags.KEY=VALUE adds one tag (repeatable).
-MLFLOW_KEYS = ("tracking_uri", "experiment_name", "description", "tags", "log_artifacts",
-               "log_logs")
-KEYS = {"local": LOCAL_KEYS, "mlflow": MLFLOW_KEYS}
-NESTED = {"mlflow": ("tags",)}  # keys that take a sub-key: export.mlflow.tags.team=x
-
-
-def options(dest: str, overrides: Sequence[str]) -> dict[str, str]:
-    """``-o export.<dest>.<key>=value`` lines as {key: value}, for ``dest`` only; a nested key
-    (``export.mlflow.tags.team=x``) comes back as ``tags.team``."""
-    keys = KEYS.get(dest, ())
-    nested = NESTED.get(dest, ())
-    found: dict[str, str] = {}
-    for line in overrides:
-        key, eq, value = line.lstrip("+").partition("=")
-        parts = key.strip().split(".")
-        if not eq or len(parts) < 3 or parts[0] != "export":
-            raise ConfigError(f"-o {line}: expected export.{dest}.KEY=VALUE (keys: "
-                              f"{', '.join(keys)})")
-        if parts[1] != dest:
-            raise ConfigError(f"-o {line}: applies to --dest {parts[1]}, not --dest {dest}")
-        if parts[2] not in keys:
-            raise ConfigError(f"-o {line}: unknown key '{parts[2]}' of export.{dest}; known: "
-                              f"{', '.join(keys)}")
-        if parts[2] in nested:
-            if len(parts) < 4 or not all(parts[3:]):
-                raise ConfigError(f"-o {line}: expected export.{dest}.{parts[2]}.NAME=VALUE")
-        elif len(parts) != 3:
-            raise ConfigError(f"-o {line}: export.{dest}.{parts[2]} takes a value, not "
-                              "sub-keys")
-        found[".".join(parts[2:])] = value.strip()
-    return found
+# The keys per destination and their parsing live in launcher.exportopts (shared with
+# auto-export); the names stay importable from here.
+DESTS, KEYS, NESTED = exportopts.DESTS, exportopts.KEYS, exportopts.NESTED
+options = exportopts.options
 
 
 def export(output_dir: str, idents: Sequence[str], dest: str, overrides: Sequence[str]) -> int:
-    if dest not in DESTS:
-        raise ConfigError(f"--dest {dest} is unknown: use --dest local (JSON or CSV files) or "
-                          "--dest mlflow")
     if dest not in KEYS:
-        raise ConfigError(f"--dest {dest} is not built yet; export to files with --dest local "
-                          "(-o export.local.format=json|csv) or to MLflow with --dest mlflow")
-    opts = options(dest, overrides)
+        raise ConfigError(f"--dest {dest}: {exportopts.unknown_dest(dest)}")
+    opts = {**recorded(output_dir, idents, dest), **options(dest, overrides)}
+    return export_with(output_dir, idents, dest, opts)
+
+
+def recorded(output_dir: str, idents: Sequence[str], dest: str) -> dict[str, str]:
+    """The ``export.<dest>`` block of the first run's recorded config ({} when none)."""
+    if not idents:
+        return {}
+    run, _ = runs.find(output_dir, idents[0])
+    section = (run.record.config or {}).get("export") or {}
+    if not isinstance(section, dict) or section.get(dest) is None:
+        return {}
+    return exportopts.from_section(dest, section[dest], os.path.join(run.dir, "invocation.json"))
+
+
+def export_with(output_dir: str, idents: Sequence[str], dest: str,
+                opts: Mapping[str, str]) -> int:
+    """Export with options already parsed (``export`` and auto-export)."""
     if dest == "mlflow":
         from launcher import export_mlflow  # imports mlflow itself only when it exports
 
         return export_mlflow.export(output_dir, idents, opts)
+    if dest == "wandb":
+        from launcher import export_wandb  # imports wandb itself only when it exports
+
+        return export_wandb.export(output_dir, idents, opts)
     fmt = opts.get("format", "json")
     if fmt not in export_local.FORMATS:
         raise ConfigError(f"export.local.format={fmt}: use json or csv")

@@ -88,7 +88,7 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
     """Run (the given) jobs of an invocation attached, with its model server if it has a
     deployment, record the end, print scores.
     ``labels``: extra labels for this run of the jobs (resume, supervisor)."""
-    from launcher import dotenv, scheduler, server
+    from launcher import autoexport, dotenv, scheduler, server
 
     inv = rec.invocation(folder)
     owner = store.owner_of(inv.output_dir)
@@ -103,7 +103,9 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
                             waiter_image(inv), say=_say) as watch:
             codes = scheduler.execute(backend, inv, specs, env_values, owner,
                                       workers=rec.execution.workers, only=only,
-                                      blocked=watch.failure)
+                                      blocked=watch.failure,
+                                      after=autoexport.after_each(inv.output_dir, folder,
+                                                                  rec.config, owner, _say))
     except server.ServerFailed as exc:
         _not_started(inv, only, owner, exc.message.splitlines()[0])
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
@@ -152,7 +154,10 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
                                         plan_mod.RUN_CONFIG_NAME),
                            yaml.safe_dump(job.run_config, sort_keys=False), owner)
         store.write_atomic(os.path.join(job.job_dir, scripts.RUN_SH),
-                           scripts.render_job_script(job_rec, server_dir), owner, 0o755)
+                           scripts.render_job_script(
+                               job_rec, server_dir,
+                               prepared.loaded.config.execution.auto_export.destinations),
+                           owner, 0o755)
     all_script = scripts.render_all_script(inv.invocation_id, rec.jobs, server_dir)
     for name in scripts.RUN_ALL:
         store.write_atomic(os.path.join(inv.dir, name), all_script, owner, 0o755)

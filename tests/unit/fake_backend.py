@@ -25,6 +25,7 @@ class Script:
     output: bytes = b"hello from the fake engine\n"
     oom: bool = False
     hang: bool = False  # runs until stopped or removed
+    files: dict[str, str] = attrs.field(factory=dict)  # written into its /results mount
 
 
 @attrs.define
@@ -84,6 +85,11 @@ class FakeBackend(Backend):
                                     spec.environment(env))
             self.workloads[handle] = workload
             self.started.append(workload)
+        for mount in spec.mounts:
+            if mount.target == "/results" and mount.source.kind == "bind":
+                for name, text in script.files.items():
+                    with open(f"{mount.source.source}/{name}", "w") as fh:
+                        fh.write(text)
         if not script.hang:
             workload.code = 137 if script.oom else script.exit_code
             workload.done.set()

@@ -83,9 +83,6 @@ REFUSED = {
                       "one Docker host with 'execution: local'"),
     "refused_slurm_keys": "unknown key 'num_nodes': it is a key of the reference's Slurm "
                           "executor",
-    "refused_auto_export": "unknown key 'auto_export': it is the reference's export after each "
-                           "job (MLflow, W&B, gsheets), which this launcher does not have yet",
-    "refused_export": "unknown key 'export': it configures the reference's export",
 }
 
 
