@@ -95,18 +95,19 @@ def wait_ready(backend: Backend, handle: str, rec: InvocationRecord, waiter_imag
     job = rec.jobs[0].plan
     ep = job.run_config["target"]["api_endpoint"]
     started = time.monotonic()
-    waiter = backend.start(waiter_spec(waiter_image, server, ep["url"], ep["model_id"],
-                                       labels), {})
     deadline = started + server.readiness_timeout + 30
     exited = threading.Event()  # the waiter's end is seen at once, not at the next poll
 
-    def await_waiter(handle: str = waiter) -> None:
+    def await_waiter(handle: str) -> None:
         with contextlib.suppress(WorkloadGone):
             backend.wait(handle)
         exited.set()
 
-    threading.Thread(target=await_waiter, daemon=True, name="waiter-wait").start()
+    waiter = backend.start(waiter_spec(waiter_image, server, ep["url"], ep["model_id"],
+                                       labels), {})
     try:
+        threading.Thread(target=await_waiter, args=(waiter,), daemon=True,
+                         name="waiter-wait").start()
         while True:
             fact = backend.state(handle)
             if fact is None:
