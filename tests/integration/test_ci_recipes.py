@@ -1,0 +1,108 @@
+"""Issue 15's CI recipes on the real engine: examples/ci/eval-gate.sh, the script both example
+pipelines call, run end to end as a CI runner would (bash, docker, this session's image tag):
+it gets the image (builds it; `docker load`s a saved tarball), starts the reference endpoint,
+runs the built-in offline example through the launcher container and gates. A GO exits 0 with
+a JUnit report, the job summary and the step outputs; a NO-GO exits 1 with the failure in the
+JUnit report. Every container and network the script started is gone afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO, SESSION
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = REPO / "examples" / "ci" / "eval-gate.sh"
+CI_LABEL = "eval-launcher.ci-run"
+
+
+def run_script(args: list[str], cwd: Path, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    # The conftest put this session's label in EVAL_LAUNCHER_LABELS: the script adds it to
+    # everything it starts, so the session's sweep would find any leftover.
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def suite(junit: Path) -> ET.Element:
+    root = ET.parse(junit).getroot()
+    return root if root.tag == "testsuite" else next(root.iter("testsuite"))
+
+
+def leftovers(client: docker.DockerClient) -> list[str]:
+    filters = {"label": [SESSION, CI_LABEL]}
+    return ([c.name for c in client.containers.list(all=True, filters=filters)]
+            + [n.name for n in client.networks.list(filters=filters)])
+
+
+def test_eval_gate_script_go_builds_the_image_and_writes_junit_and_summary(
+        tmp_path, launcher_image, docker_client):
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs.txt"
+    summary.write_text("# earlier step\n")
+    build = ["--no-build"] if os.environ.get("EVAL_LAUNCHER_SKIP_BUILD") == "1" else []
+    started = time.monotonic()
+    proc = run_script(["--image", launcher_image, "--min-score", "0.7", "--results", "results",
+                       "--junit", "reports/gate.xml", *build], cwd=tmp_path,
+                      env={"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)})
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "gate GO" in proc.stdout, proc.stdout
+    if not build:
+        assert f"Built {launcher_image}" in proc.stderr
+
+    cases = suite(tmp_path / "reports" / "gate.xml")
+    assert (cases.get("tests"), cases.get("failures"), cases.get("errors")) == ("2", "0", "0")
+    assert sorted(c.get("classname") for c in cases.iter("testcase")) == ["custom", "humaneval"]
+    assert not [c for c in cases.iter("testcase") if len(c.findall("failure"))]
+
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n")  # appended to, not replaced
+    assert "### Evaluation gate: **GO**" in text
+    for task in ("humaneval", "custom"):
+        assert f"| {task} | min_score: score >= 0.7 | critical | 0.8000 |" in text
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["verdict"], values["exit_code"]) == ("GO", "0")
+    assert values["junit"] == str(tmp_path / "reports" / "gate.xml")
+    (inv,) = (tmp_path / "results").glob(f"*-{values['invocation']}")
+    scores = yaml.safe_load((inv / "custom.1" / "artifacts" / "results.yml").read_text())
+    assert scores["results"]["tasks"]["custom"]["metrics"]["accuracy"]["scores"][
+        "accuracy"]["value"] == 0.8
+    assert leftovers(docker_client) == []
+    print(f"eval-gate.sh GO run: {elapsed:.1f} s")
+
+
+def test_eval_gate_script_no_go_from_a_policy_with_a_loaded_image(
+        tmp_path, launcher_image, docker_client):
+    tarball = tmp_path / "image.tar"
+    docker_client.images.get(launcher_image)  # present; saved as a CI job would hand it over
+    subprocess.run(["docker", "save", "-o", str(tarball), launcher_image], check=True)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"tasks": {"custom": {"min_score": 0.9},
+                                                "humaneval": {"min_score": 0.7}}}))
+    outputs = tmp_path / "outputs.txt"
+    started = time.monotonic()
+    proc = run_script(["--image", launcher_image, "--load", str(tarball), "--policy",
+                       "policy.yaml", "--accuracy", "0.8", "--limit", "5"], cwd=tmp_path,
+                      env={"GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": ""})
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "docker load" in proc.stderr and "gate NO-GO" in proc.stdout
+
+    cases = suite(tmp_path / "results" / "gate.xml")  # the default: RESULTS/gate.xml
+    assert (cases.get("tests"), cases.get("failures")) == ("2", "1")
+    failed = {c.get("classname"): c.find("failure") for c in cases.iter("testcase")}
+    assert failed["humaneval"] is None
+    assert failed["custom"] is not None and "0.8000 < 0.9" in failed["custom"].get("message")
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert (values["verdict"], values["exit_code"]) == ("NO-GO", "1")
+    assert leftovers(docker_client) == []
+    print(f"eval-gate.sh NO-GO run: {elapsed:.1f} s")
