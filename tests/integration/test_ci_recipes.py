@@ -106,3 +106,33 @@ def test_eval_gate_script_no_go_from_a_policy_with_a_loaded_image(
     assert (values["verdict"], values["exit_code"]) == ("NO-GO", "1")
     assert leftovers(docker_client) == []
     print(f"eval-gate.sh NO-GO run: {elapsed:.1f} s")
+
+
+def test_eval_gate_script_cleans_up_on_a_config_error_and_when_interrupted(
+        tmp_path, launcher_image, docker_client):
+    # A config error in the launcher: its exit code (2), no gate, the endpoint removed.
+    proc = run_script(["--image", launcher_image, "--no-build", "--min-score", "0.5",
+                       "-o", "evaluation.nemo_evaluator_config.config.params.limit_samples=-1"],
+                      cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "limit_samples" in proc.stderr and "gate on invocation" not in proc.stderr
+    assert leftovers(docker_client) == []
+
+    # SIGTERM (a cancelled CI job) while a task runs: exit 143, every container removed.
+    script = subprocess.Popen(["bash", str(SCRIPT), "--image", launcher_image, "--no-build",
+                               "--min-score", "0.5", "-t", "humaneval", "--limit", "164"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_client.containers.list(
+                filters={"label": [SESSION, CI_LABEL, "eval-launcher.job"]}):
+            assert script.poll() is None and time.monotonic() < deadline, "no task started"
+            time.sleep(0.2)
+        script.terminate()
+        out, _ = script.communicate(timeout=60)
+    finally:
+        if script.poll() is None:
+            script.kill()
+    assert script.returncode == 143, out[-3000:]
+    assert leftovers(docker_client) == []
