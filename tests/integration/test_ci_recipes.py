@@ -23,6 +23,8 @@ pytestmark = pytest.mark.integration
 
 SCRIPT = REPO / "examples" / "ci" / "eval-gate.sh"
 CI_LABEL = "eval-launcher.ci-run"
+# When the project's own CI is GitHub Actions, the script must not write to its files.
+NO_GITHUB = {"GITHUB_STEP_SUMMARY": "", "GITHUB_OUTPUT": ""}
 
 
 def run_script(args: list[str], cwd: Path, env: dict[str, str] | None = None
@@ -30,7 +32,8 @@ def run_script(args: list[str], cwd: Path, env: dict[str, str] | None = None
     # The conftest put this session's label in EVAL_LAUNCHER_LABELS: the script adds it to
     # everything it starts, so the session's sweep would find any leftover.
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
+                          text=True, timeout=600,
+                          env={**os.environ, **NO_GITHUB, **(env or {})})
 
 
 def suite(junit: Path) -> ET.Element:
@@ -92,7 +95,7 @@ def test_eval_gate_script_no_go_from_a_policy_with_a_loaded_image(
     started = time.monotonic()
     proc = run_script(["--image", launcher_image, "--load", str(tarball), "--policy",
                        "policy.yaml", "--accuracy", "0.8", "--limit", "5"], cwd=tmp_path,
-                      env={"GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": ""})
+                      env={"GITHUB_OUTPUT": str(outputs)})
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "docker load" in proc.stderr and "gate NO-GO" in proc.stdout
@@ -122,7 +125,7 @@ def test_eval_gate_script_cleans_up_on_a_config_error_and_when_interrupted(
     script = subprocess.Popen(["bash", str(SCRIPT), "--image", launcher_image, "--no-build",
                                "--min-score", "0.5", "-t", "humaneval", "--limit", "164"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+                              text=True, env={**os.environ, **NO_GITHUB})
     try:
         deadline = time.monotonic() + 60
         while not docker_client.containers.list(

@@ -24,7 +24,8 @@ SECRET = "sk-ci-recipe-0123456789abcdefABCDEF"
 def dry_run(args: list[str], env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "EVAL_LAUNCHER_IMAGE")}
+             if k not in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "EVAL_LAUNCHER_IMAGE",
+                           "EVAL_LAUNCHER_LABELS")}
     return subprocess.run(["bash", SCRIPT_PATH, *args, "--dry-run"], cwd=REPO,
                           capture_output=True, text=True, timeout=60,
                           env={**clean, **(env or {})})
