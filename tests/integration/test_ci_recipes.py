@@ -3,13 +3,16 @@ pipelines call, run end to end as a CI runner would (bash, docker, this session'
 it gets the image (builds it; `docker load`s a saved tarball), starts the reference endpoint,
 runs the built-in offline example through the launcher container and gates. A GO exits 0 with
 a JUnit report, the job summary and the step outputs; a NO-GO exits 1 with the failure in the
-JUnit report. Every container and network the script started is gone afterwards."""
+JUnit report; with your own config the API key goes by name (-e NAME) and reaches the
+endpoint, never a file or the log. Every container and network the script started is gone
+afterwards, also after a config error and a SIGTERM."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -138,4 +141,30 @@ def test_eval_gate_script_cleans_up_on_a_config_error_and_when_interrupted(
         if script.poll() is None:
             script.kill()
     assert script.returncode == 143, out[-3000:]
+    assert leftovers(docker_client) == []
+
+
+def test_eval_gate_script_with_a_config_passes_the_api_key_by_name(
+        tmp_path, launcher_image, docker_client, network, reference_endpoint):
+    # A "real model" setup: your config, an endpoint that requires a key, -e NAME.
+    key = "sk-ci-" + uuid.uuid4().hex
+    endpoint = reference_endpoint(1.0, 0, "--api-key-env", "EP_KEY", env={"EP_KEY": key})
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump({
+        "execution": {"output_dir": "./results",
+                      "extra_docker_args": f"--network {network.name}"},
+        "target": {"api_endpoint": {"url": endpoint.url, "model_id": "reference",
+                                    "api_key_name": "CI_RECIPE_KEY"}},
+        "evaluation": {"nemo_evaluator_config": {"config": {"params": {"limit_samples": 4}}},
+                       "tasks": [{"name": "humaneval"}]}}))
+    args = ["--image", launcher_image, "--no-build", "--config", "eval.yaml",
+            "-e", "CI_RECIPE_KEY", "--min-score", "0.9"]
+    wrong = run_script(args, cwd=tmp_path, env={"CI_RECIPE_KEY": "sk-wrong"})
+    assert wrong.returncode == 3, wrong.stdout[-3000:] + wrong.stderr[-3000:]  # the probe
+    proc = run_script(args, cwd=tmp_path, env={"CI_RECIPE_KEY": key})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "gate GO" in proc.stdout and key not in proc.stdout + proc.stderr
+    suite_ = suite(tmp_path / "results" / "gate.xml")
+    assert (suite_.get("tests"), suite_.get("failures")) == ("1", "0")
+    for path in (tmp_path / "results").rglob("*"):  # the key is in no file of the run
+        assert not path.is_file() or key.encode() not in path.read_bytes(), path
     assert leftovers(docker_client) == []
