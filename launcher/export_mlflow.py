@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from launcher import __version__, outcomes, runs
+from launcher import __version__, outcomes
 from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.harness.results import SAMPLES_FILE
 from launcher.record import job_folder
@@ -152,18 +152,7 @@ def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> i
     if "tags" in opts:
         raise ConfigError("export.mlflow.tags takes NAME=VALUE pairs: pass -o "
                           "export.mlflow.tags.NAME=VALUE")
-    jobs: list[tuple[Run, outcomes.TaskOutcome]] = []
-    empty: list[str] = []
-    for ident in idents:  # all resolved before anything is sent
-        run, index = runs.find(output_dir, ident)
-        for outcome in outcomes.task_outcomes(run, index).values():
-            if outcome.scores:
-                jobs.append((run, outcome))
-            else:
-                empty.append(outcome.job_id)
-    if not jobs:
-        raise ConfigError(f"nothing to export: job(s) {', '.join(empty) or '-'} wrote no "
-                          "results.yml (see `launcher status`); export finished runs")
+    jobs, empty = outcomes.finished_jobs(output_dir, idents)  # resolved before anything is sent
     try:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from launcher import __version__, outcomes, runs
+from launcher import __version__, outcomes
 from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.exportopts import flag, names
 from launcher.harness.results import SAMPLES_FILE
@@ -173,18 +173,7 @@ def offline(opts: Mapping[str, str]) -> bool:
 
 def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> int:
     mode = wandb_mode(opts)
-    jobs: list[tuple[Run, outcomes.TaskOutcome]] = []
-    empty: list[str] = []
-    for ident in idents:  # all resolved before anything is sent
-        run, index = runs.find(output_dir, ident)
-        for outcome in outcomes.task_outcomes(run, index).values():
-            if outcome.scores:
-                jobs.append((run, outcome))
-            else:
-                empty.append(outcome.job_id)
-    if not jobs:
-        raise ConfigError(f"nothing to export: job(s) {', '.join(empty) or '-'} wrote no "
-                          "results.yml (see `launcher status`); export finished runs")
+    jobs, empty = outcomes.finished_jobs(output_dir, idents)  # resolved before anything is sent
     planned = plan(jobs, opts)
     # read here, not left to wandb: its settings are read once per process (wandb.setup)
     folder = opts.get("dir") or os.environ.get("WANDB_DIR") or None

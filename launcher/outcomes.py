@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from launcher import report, safe_fs
-from launcher.errors import LauncherError
+from launcher import report, runs, safe_fs
+from launcher.errors import ConfigError, LauncherError
 from launcher.harness.results import SAMPLES_FILE
 from launcher.record import job_folder
 from launcher.runs import Run
@@ -56,6 +57,25 @@ def job_params(run: Run, job_id: str) -> dict[str, Any]:
             "model_id": str(endpoint.get("model_id") or model_id(run) or ""),
             "endpoint_url": str(endpoint.get("url") or ""),
             "params": dict(params) if isinstance(params, dict) else {}}
+
+
+def finished_jobs(output_dir: str, idents: Sequence[str]
+                  ) -> tuple[list[tuple[Run, TaskOutcome]], list[str]]:
+    """The jobs with scores of these invocations (or jobs), all resolved before anything is
+    exported, and the ids of those without; ConfigError naming them when none has any."""
+    jobs: list[tuple[Run, TaskOutcome]] = []
+    empty: list[str] = []
+    for ident in idents:
+        run, index = runs.find(output_dir, ident)
+        for outcome in task_outcomes(run, index).values():
+            if outcome.scores:
+                jobs.append((run, outcome))
+            else:
+                empty.append(outcome.job_id)
+    if not jobs:
+        raise ConfigError(f"nothing to export: job(s) {', '.join(empty) or '-'} wrote no "
+                          "results.yml (see `launcher status`); export finished runs")
+    return jobs, empty
 
 
 def task_outcomes(run: Run, index: int | None = None) -> dict[str, TaskOutcome]:
