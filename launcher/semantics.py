@@ -29,12 +29,24 @@ def check(config: Config, source: str) -> None:
             source=source,
             key="target.api_endpoint.type",
         )
-    if config.execution.type != "local":
+    if config.execution.type not in ("local", "slurm"):
         raise ConfigError(
-            f"only the 'local' executor exists, got '{config.execution.type}'",
+            f"expected 'local' (this Docker host) or 'slurm', got '{config.execution.type}'",
             source=source,
             key="execution.type",
         )
+    if config.execution.type == "slurm":
+        from launcher import slurm_settings
+
+        slurm_settings.settings(config.execution, source)
+        if config.deployment.type != "none":
+            raise ConfigError("a model deployment inside the Slurm job is not built yet: serve "
+                              "the model yourself and set target.api_endpoint, or use "
+                              "execution.type: local", source=source, key="deployment.type")
+    else:
+        from launcher import slurm_settings
+
+        slurm_settings.check_local(config.execution, source)
     deployment.check(config.deployment, source, config.execution, config.evaluation.tasks)
     if config.execution.max_parallel < 1:
         raise ConfigError(f"expected a positive integer, got {config.execution.max_parallel}",

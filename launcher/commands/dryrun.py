@@ -75,6 +75,15 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
         job, server_dir) for job in jobs}
     if server_script:
         rendered[f"{host.describe()}/{SERVER_SH}"] = server_script
+    if prepared.loaded.config.execution.type == "slurm":  # what sbatch would be given
+        from launcher import slurm_settings
+        from launcher.commands.run import run_sub
+        from launcher.slurm_script import RUN_SUB
+
+        settings = slurm_settings.settings(prepared.loaded.config.execution,
+                                           prepared.loaded.source)
+        for job in jobs:
+            rendered[f"{job.host_dir.describe()}/{RUN_SUB}"] = run_sub(job, settings)
     all_script = scripts.render_all_script(inv.invocation_id, jobs, server_dir)
     for name in scripts.RUN_ALL:
         rendered[f"{host.describe()}/{name}"] = all_script

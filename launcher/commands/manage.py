@@ -19,15 +19,16 @@ from launcher.status import JobStatus, invocation_state, job_status
 SUPERVISOR_LOG = "supervisor.log"  # a detached invocation's supervisor output
 
 
-def _connect() -> Backend:
-    from launcher.backends import connect
+def _connect(run: runs.Run | None = None) -> Backend:
+    """The backend the run was recorded with (a Slurm cluster, or the local engine)."""
+    from launcher.backends import connect, recorded_execution
 
-    return connect()
+    return connect(recorded_execution(run.record.config) if run is not None else None)
 
 
-def _backend_or_none() -> Backend | None:
+def _backend_or_none(run: runs.Run | None = None) -> Backend | None:
     try:
-        return _connect()
+        return _connect(run)
     except EnvironmentProblem:
         return None  # status from the files alone is still the truth we have
 
@@ -64,7 +65,7 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
         run, index = found[0], None
     else:
         run, index = runs.find(output_dir, ident)
-    backend = _backend_or_none()
+    backend = _backend_or_none(run)
     jobs = statuses(run, backend)
     if index is not None:
         jobs = [j for j in jobs if j.job_id == f"{run.invocation_id}.{index}"]
@@ -101,9 +102,17 @@ def server_line(run: runs.Run, backend: Backend | None) -> str | None:
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
-    backend = _backend_or_none()
+    backends: dict[bool, Backend | None] = {}
     rows = []
     for run in runs.all_runs(output_dir)[:limit]:
+        slurm = bool(run.record.config) and (run.record.config.get("execution") or {}).get(
+            "type") == "slurm"
+        if slurm or False not in backends:
+            backend = _backend_or_none(run)
+            if not slurm:
+                backends[False] = backend
+        else:
+            backend = backends[False]
         states = [j.state for j in statuses(run, backend)]
         model = ((run.record.config or {}).get("target") or {}).get(
             "api_endpoint", {}).get("model_id")
@@ -191,7 +200,7 @@ def kill(output_dir: str, ident: str) -> int:
     inv = run.invocation()
     owner = store.owner_of(inv.output_dir)
     targets = [j for j in inv.jobs if index is None or j.index == index]
-    backend = _connect()
+    backend = _connect(run)
     before = {j.job_id: j.state for j in statuses(run, backend)}
     pending = [j for j in targets if before[j.job_id].active]
     for job in pending:  # marked first, so whoever follows the container records "killed"
@@ -230,7 +239,7 @@ def resume_todo(current: list[JobStatus], invocation_id: str) -> set[str]:
 def resume(output_dir: str, ident: str, detach: bool) -> int:
     extra = labels.extra_labels(os.environ)
     run, _ = runs.find(output_dir, ident)
-    backend = _connect()
+    backend = _connect(run)
     with record.running_lock(run.dir, run.invocation_id):
         return _resume(run, backend, detach, extra)
 
@@ -281,7 +290,7 @@ def supervise(inv_dir: str, only: set[str] | None = None) -> int:
             if run is None:
                 raise EnvironmentProblem(f"{inv_dir}/{record.RECORD} is missing or unreadable")
             with record.running_lock(inv_dir, run.invocation_id, wait=60):
-                return finish(_connect(), run.record, inv_dir, only=only,
+                return finish(_connect(run), run.record, inv_dir, only=only,
                               labels=labels.extra_labels(os.environ))
         except LauncherError as e:
             print(f"error: {e.message}", flush=True)

@@ -11,7 +11,17 @@ from collections.abc import Mapping
 import attrs
 import yaml
 
-from launcher import envvars, jobrun, record, report, scripts, serverscript, store
+from launcher import (
+    envvars,
+    jobrun,
+    record,
+    report,
+    scripts,
+    serverscript,
+    slurm_script,
+    slurm_settings,
+    store,
+)
 from launcher import labels as labels_mod
 from launcher import plan as plan_mod
 from launcher.backends.base import Backend
@@ -36,7 +46,7 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
 
     from launcher.backends import connect  # the engine, only when needed
 
-    backend = connect()
+    backend = connect(prepared.loaded.config.execution)
     translator = backend.path_translator(prepared.invocation.output_dir, host_output_dir)
     translator.to_host(prepared.invocation.output_dir)  # an error here names the -v to add
     prepared = with_dataset_cache(prepared, download=True)  # exit 3 here: nothing started
@@ -61,7 +71,9 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
                        record.Execution(execution.mode, execution.max_parallel, detach),
                        config.user_provided_metadata, server)
     write_invocation(prepared, rec, owner)
-    print(f"invocation {inv.invocation_id}: {host.describe()}", file=sys.stderr)
+    print(f"invocation {inv.invocation_id}: {host.describe()}"
+          + (f" (Slurm on {getattr(backend, 'where', '')})" if backend.name == "slurm"
+             else ""), file=sys.stderr)
     if detach:
         start_supervisor(backend, inv, translator, prepared.loaded.environ)
         print(f"detached: follow with `launcher status {inv.invocation_id}`", file=sys.stderr)
@@ -151,10 +163,22 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
                            yaml.safe_dump(job.run_config, sort_keys=False), owner)
         store.write_atomic(os.path.join(job.job_dir, scripts.RUN_SH),
                            scripts.render_job_script(job_rec, server_dir), owner, 0o755)
+    if prepared.loaded.config.execution.type == "slurm":
+        settings = slurm_settings.settings(prepared.loaded.config.execution,
+                                           prepared.loaded.source)
+        for job_rec in rec.jobs:
+            store.write_atomic(os.path.join(job_rec.plan.job_dir, slurm_script.RUN_SUB),
+                               run_sub(job_rec, settings), owner, 0o755)
     all_script = scripts.render_all_script(inv.invocation_id, rec.jobs, server_dir)
     for name in scripts.RUN_ALL:
         store.write_atomic(os.path.join(inv.dir, name), all_script, owner, 0o755)
     record.write(inv.dir, rec, owner)
+
+
+def run_sub(job: record.JobRecord, settings: slurm_settings.SlurmSettings) -> str:
+    """The batch script the Slurm backend submits for this job (``sbatch run.sub`` reruns it)."""
+    return slurm_script.render_run_sub(job.container, settings, job.host_dir.source,
+                                       f"job {job.job_id} (task {job.task})")
 
 
 def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, str]) -> None:
@@ -190,6 +214,9 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     gets the env values in memory (never on disk) and our ``EVAL_LAUNCHER_LABELS``."""
     from launcher.catalog import harness_image
 
+    if backend.name == "slurm":
+        _supervise_here(inv, environ, only)
+        return
     mounts = [MountSpec(inv.output_dir, translator.to_host(inv.output_dir))]
     env: dict[str, str] = {}
     docker_host = os.environ.get("DOCKER_HOST", "")
@@ -214,6 +241,20 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     spec = supervisor_spec(image or harness_image(), inv.invocation_id, args, mounts,
                            sorted(env), labels_mod.extra_labels(os.environ))
     backend.start(spec, env)
+
+
+def _supervise_here(inv: plan_mod.Invocation, environ: Mapping[str, str],
+                    only: set[str] | None) -> None:
+    """A detached Slurm invocation: a ``launcher supervise`` process on this machine follows
+    the jobs (the env values reach it in its environment, in memory only)."""
+    import subprocess
+
+    args = [sys.executable, "-m", "launcher", "supervise", inv.dir]
+    if only is not None:
+        args += ["--only", ",".join(sorted(only))]
+    subprocess.Popen(args, env={**os.environ, **environ}, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def summary(inv: plan_mod.Invocation, where: str) -> str:
