@@ -145,9 +145,12 @@ def info(output_dir: str, ident: str) -> int:
     if rec.server is not None:
         print(f"server       {rec.server.container.image}  {host}/server.sh start|stop   "
               f"env: {', '.join(rec.server.env_names) or '-'}")
+    slurm = ((rec.config or {}).get("execution") or {}).get("type") == "slurm"
     for job in run.jobs:
         print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
               f"env: {', '.join(job.env_names) or '-'}")
+        if slurm:
+            print(f"    slurm     sbatch {host}/{job.dir}/run.sub   (a rerun on the cluster)")
     return 0
 
 
