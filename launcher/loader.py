@@ -130,6 +130,8 @@ def _hydra_error(message: str, folder: str, source: str) -> ConfigError:
         index = _entry_index(entries, lambda e: isinstance(e, dict) and any(
             str(k).split()[-1].split("@")[0] == group for k in e))
         options = re.findall(r"^\t(\S+)$", message.split("Config search path")[0], re.M)
+        if group == "execution" and options and "slurm/default" not in options:
+            options.append("slurm/default")  # in a subfolder, which Hydra does not list
         if options:
             return ConfigError(f"unknown {group} '{option}' (available: {', '.join(options)})",
                                source=where, key=f"defaults[{index}].{group}")

@@ -57,8 +57,8 @@ def ours(invocation: str) -> list[list[str]]:
     """This invocation's Slurm jobs, as squeue lists them: [id, state, comment]."""
     out = subprocess.run(["squeue", "--me", "-h", "-t", "all", "-o", "%i|%T|%k"],
                          capture_output=True, text=True, check=True).stdout
-    return [line.split("|", 2) for line in out.splitlines()
-            if f"eval-launcher.invocation={invocation}" in line]
+    return sorted((line.split("|", 2) for line in out.splitlines()
+                   if f"eval-launcher.invocation={invocation}" in line), key=lambda j: int(j[0]))
 
 
 def active(invocation: str) -> list[list[str]]:

@@ -32,6 +32,8 @@ GOOD = {
     "env_mounts_docker_args": ["ifeval", "mgsm"],
     "metadata_and_hooks": ["gsm8k"],
     "vllm_deployment": ["ifeval", "gsm8k"],
+    "slurm_eval_only": ["ifeval", "gsm8k"],
+    "slurm_docker_runtime": ["humaneval"],
 }
 
 
@@ -54,6 +56,10 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
             "http://eval-launcher-server:8000/v1/chat/completions")
     else:
         assert document["config"]["target"]["api_endpoint"]["api_key_name"] == "NGC_API_KEY"
+    if name.startswith("slurm"):  # the batch scripts it would submit
+        subs = {k: v for k, v in document["scripts"].items() if k.endswith("/run.sub")}
+        assert len(subs) == len(GOOD[name])
+        assert all(v.startswith("#!/bin/bash\n#SBATCH --job-name ") for v in subs.values())
     assert not out.exists()  # a dry run writes nothing
 
 
@@ -78,11 +84,8 @@ def test_families_resolve_as_the_reference_means_them(tmp_path: Path) -> None:
 
 
 REFUSED = {
-    "refused_slurm": ("key 'defaults[0].execution': the reference's Slurm executor "
-                      "(execution: slurm/default) is not in this launcher yet; run the tasks on "
-                      "one Docker host with 'execution: local'"),
-    "refused_slurm_keys": "unknown key 'num_nodes': it is a key of the reference's Slurm "
-                          "executor",
+    "refused_slurm_keys": "key 'execution.num_nodes': is a key of the Slurm executor: set "
+                          "execution.type: slurm",
     "refused_auto_export": "unknown key 'auto_export': it is the reference's export after each "
                            "job (MLflow, W&B, gsheets), which this launcher does not have yet",
     "refused_export": "unknown key 'export': it configures the reference's export",

@@ -38,7 +38,8 @@ def slurm(**kw: object) -> Execution:
     base: dict = {"type": "slurm", "output_dir": "/lustre/evals", "account": "my-acct",
                   "partition": "batch", "gres": "gpu:8", "walltime": "01:00:00",
                   "sbatch_extra_flags": {"exclusive": True, "constraint": "h100 nvl",
-                                         "switches": 1, "reservation": None, "oversubscribe": False}}
+                                         "switches": 1, "reservation": None,
+                                         "oversubscribe": False}}
     return Execution(**{**base, **kw})
 
 
