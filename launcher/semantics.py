@@ -39,10 +39,12 @@ def check(config: Config, source: str) -> None:
         from launcher import slurm_settings
 
         slurm_settings.settings(config.execution, source)
-        if config.deployment.type != "none":
-            raise ConfigError("a model deployment inside the Slurm job is not built yet: serve "
-                              "the model yourself and set target.api_endpoint, or use "
-                              "execution.type: local", source=source, key="deployment.type")
+        if config.deployment.type != "none" and config.execution.container_runtime != "docker":
+            raise ConfigError("a model deployment inside the Slurm job needs "
+                              "execution.container_runtime: docker (with pyxis it is not built "
+                              "yet): set it, or serve the model yourself and set "
+                              "target.api_endpoint", source=source,
+                              key="execution.container_runtime")
     else:
         from launcher import slurm_settings
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from shlex import quote
 
+import attrs
+
 from launcher import __version__
+from launcher.labels import LABEL_JOB
 from launcher.scripts import docker_run_words
 from launcher.slurm_settings import SlurmSettings, seconds
 from launcher.spec import ContainerSpec
@@ -33,6 +36,16 @@ WALLTIME_FILE = "slurm-walltime"  # logs/: seconds the chain has run so far
 EXIT_TIMEOUT = 124
 _RESUMABLE = ("TIMEOUT", "PREEMPTED", "NODE_FAIL")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@attrs.frozen
+class InJobServer:
+    """A deployment inside the job (docker runtime): the model server and the waiter that
+    polls its health, both on a network of the job's own."""
+
+    server: ContainerSpec
+    waiter: ContainerSpec
+    log_name: str = "server.log"  # in the job's logs/ folder
 
 
 def comment(labels: Mapping[str, str]) -> str:
@@ -147,25 +160,75 @@ def _pyxis_env(spec: ContainerSpec) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+def _docker(spec: ContainerSpec, how: str) -> str:
+    """``docker run`` of ``spec`` (its ``--rm`` replaced by ``how``), one option per line."""
+    words = docker_run_words(spec)
+    return " \\\n  ".join([words[0].replace("docker run --rm", f"docker run {how}", 1),
+                            *words[1:]])
+
+
+def _docker_with_server(spec: ContainerSpec, server: InJobServer, log_dir: str,
+                        rc_file: str) -> str:
+    """The job's own model server (and network), ready before its evaluation container
+    starts, removed when the job ends however it ends."""
+    suffix = spec.labels.get(LABEL_JOB, "job").rpartition(".")[2]
+    network = f"{spec.network or 'eval-launcher'}-{suffix}"
+    job = {LABEL_JOB: spec.labels[LABEL_JOB]} if LABEL_JOB in spec.labels else {}
+    srv = attrs.evolve(server.server, network=network, name=f"{server.server.name}-{suffix}",
+                       labels={**server.server.labels, **job})
+    waiter = attrs.evolve(server.waiter, network=network, name=f"{server.waiter.name}-{suffix}",
+                          labels={**server.waiter.labels, **job})
+    evaluation = attrs.evolve(spec, network=network)
+    names = " ".join(quote(n or "") for n in (spec.name, srv.name, waiter.name))
+    labels = " ".join(f"--label {quote(f'{k}={v}')}" for k, v in srv.labels.items())
+    return f"""\
+cleanup() {{
+  docker rm -f {names} >/dev/null 2>&1 || true
+  docker network rm {quote(network)} >/dev/null 2>&1 || true
+}}
+trap 'cleanup; exit 143' TERM INT
+cleanup
+docker network create {labels} {quote(network)} >/dev/null
+{_docker(srv, f"-d --rm --name {quote(srv.name or '')}")} >/dev/null
+docker logs -f {quote(srv.name or '')} > {quote(f"{log_dir}/{server.log_name}")} 2>&1 &
+if ! {_docker(waiter, f"--rm --name {quote(waiter.name or '')}")}; then
+  echo "eval-launcher: the model server did not get ready; its last lines:"
+  docker logs --tail 20 {quote(srv.name or '')} 2>&1
+  echo 125 > {rc_file}
+  cleanup
+  if [[ -n $next ]]; then scancel "$next" 2>/dev/null || true; fi
+  exit 125
+fi
+{_docker(evaluation, f"--rm --name {quote(spec.name or '')}")} &
+wait $!
+rc=$?
+cleanup
+(exit "$rc")
+"""
+
+
 def render_run_sub(spec: ContainerSpec, settings: SlurmSettings, job_dir: str, title: str,
-                   labels: Mapping[str, str] | None = None) -> str:
+                   labels: Mapping[str, str] | None = None,
+                   server: InJobServer | None = None) -> str:
     """``run.sub`` for ``spec``; ``job_dir``: the job folder on the cluster's shared path;
-    ``title``: what the header comment calls it (e.g. ``job abc.0 (task humaneval)``)."""
+    ``title``: what the header comment calls it (e.g. ``job abc.0 (task humaneval)``);
+    ``server``: the deployment, run inside the job (docker runtime)."""
     labels = dict(spec.labels if labels is None else labels)
     log_dir, script = f"{job_dir}/logs", f"{job_dir}/{RUN_SUB}"
     header = "\n".join(sbatch_header(settings, job_name(spec), log_dir, labels))
-    host_vars = sorted({v.host_name for v in spec.env if v.host_name and not v.runtime})
+    every = [*spec.env, *(server.server.env if server is not None else ())]
+    host_vars = sorted({v.host_name for v in every if v.host_name and not v.runtime})
     exported = (", ".join(host_vars) or "none") + " (sbatch --export)"
     rc_file = f'{quote(log_dir)}/slurm-"$SLURM_JOB_ID"{RC_SUFFIX}'
-    if settings.runtime == "docker":
+    if settings.runtime == "docker" and server is not None:
+        body = _docker_with_server(spec, server, log_dir, rc_file)
+    elif settings.runtime == "docker":
         name = quote(spec.name or "eval-launcher-job")
-        run = " \\\n  ".join([docker_run_words(spec)[0] + f" --name {name}",
-                              *docker_run_words(spec)[1:]])
         body = f"""\
 cleanup() {{ docker rm -f {name} >/dev/null 2>&1 || true; }}
 trap 'cleanup; exit 143' TERM INT
 cleanup
-{run} &
+{_docker(spec, f"--rm --name {name}")} &
 wait $!
 """
     else:

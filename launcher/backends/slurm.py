@@ -52,6 +52,14 @@ class SlurmBackend(Backend):
         self._dirs: dict[str, str] = {}  # handle -> job folder (of workloads started here)
         self._scratch: dict[str, str] = {}  # handle -> a probe's folder, removed with it
         self._labels: dict[str, dict[str, str]] = {}
+        self._server: slurm_script.InJobServer | None = None
+        self._server_env: dict[str, str] = {}
+
+    def embed_server(self, server: slurm_script.InJobServer | None,
+                     env: Mapping[str, str]) -> None:
+        """Run this deployment inside every job started from now on (its env values, by the
+        server's container-side names, in memory only)."""
+        self._server, self._server_env = server, dict(env)
 
     @property
     def where(self) -> str:
@@ -154,13 +162,16 @@ class SlurmBackend(Backend):
         title = (f"job {spec.labels.get(LABEL_JOB)}" if spec.labels.get(LABEL_JOB)
                  else f"{spec.labels.get(LABEL_ROLE, 'workload')} of invocation "
                       f"{spec.labels.get(LABEL_INVOCATION)}")
-        text = slurm_script.render_run_sub(spec, self.settings, job_dir, title)
+        server = self._server if LABEL_JOB in spec.labels else None
+        text = slurm_script.render_run_sub(spec, self.settings, job_dir, title, server=server)
         script = os.path.join(job_dir, slurm_script.RUN_SUB)
         store.write_atomic(script, text, owner, 0o755)
         exports: dict[str, str] = {}
-        for var in spec.env:  # by the HOST name the script reads, values in memory only
-            if var.host_name and var.name in env:
-                exports[var.host_name] = env[var.name]
+        pairs = [(spec.env, env), (server.server.env if server else (), self._server_env)]
+        for variables, values in pairs:  # by the HOST name the script reads, in memory only
+            for var in variables:
+                if var.host_name and var.name in values:
+                    exports[var.host_name] = values[var.name]
         job_id = self.runner.sbatch(script, sorted(exports), exports)
         handle = str(job_id)
         with self._lock:

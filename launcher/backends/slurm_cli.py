@@ -125,7 +125,9 @@ class Runner:
     # ------------------------------------------------------------ the tools
 
     def sbatch(self, script: str, export: Sequence[str], env: Mapping[str, str]) -> int:
-        names = ",".join(["EVAL_LAUNCHER_SLURM=1", *export])
+        # PATH and HOME of where sbatch runs (the job resubmits itself with sbatch), the
+        # secrets by name; nothing else of this environment
+        names = ",".join(["EVAL_LAUNCHER_SLURM=1", "PATH", "HOME", *export])
         out = self.checked(["sbatch", "--parsable", f"--export={names}", script], env)
         try:
             return parse_sbatch(out)

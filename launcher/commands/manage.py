@@ -102,18 +102,14 @@ def server_line(run: runs.Run, backend: Backend | None) -> str | None:
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
-    backends: dict[bool, Backend | None] = {}
+    backends: dict[str, Backend | None] = {}  # one per place the runs ran
     rows = []
     for run in runs.all_runs(output_dir)[:limit]:
-        slurm = bool(run.record.config) and (run.record.config.get("execution") or {}).get(
-            "type") == "slurm"
-        if slurm or False not in backends:
-            backend = _backend_or_none(run)
-            if not slurm:
-                backends[False] = backend
-        else:
-            backend = backends[False]
-        states = [j.state for j in statuses(run, backend)]
+        execution = (run.record.config or {}).get("execution") or {}
+        where = json.dumps([execution.get(k) for k in ("type", "hostname", "username")])
+        if where not in backends:
+            backends[where] = _backend_or_none(run)
+        states = [j.state for j in statuses(run, backends[where])]
         model = ((run.record.config or {}).get("target") or {}).get(
             "api_endpoint", {}).get("model_id")
         rows.append({"invocation_id": run.invocation_id, "created": run.record.created,

@@ -29,7 +29,7 @@ from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.hostpaths import PathTranslator
 from launcher.prepare import ConfigOptions, Prepared, prepare, with_dataset_cache
 from launcher.record import InvocationRecord
-from launcher.spec import MountSpec, probe_spec, supervisor_spec
+from launcher.spec import MountSpec, probe_spec, supervisor_spec, waiter_spec
 
 
 def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
@@ -108,6 +108,14 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
         env_values = {job.job_id: envvars.resolve(job.env, environ, source=folder)
                       for job in inv.jobs if only is None or job.job_id in only}
     specs = {job_id: spec.with_labels(labels or {}) for job_id, spec in rec.specs().items()}
+    if backend.name == "slurm" and rec.server is not None:  # the server runs in each job
+        embed = backend.embed_server
+        embed(in_job_server(rec, waiter_image(inv), labels or {}),
+              envvars.resolve(rec.server.plan.env, environ, source=folder))
+        codes = scheduler.execute(backend, inv, specs, env_values, owner,
+                                  workers=rec.execution.workers, only=only)
+        record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
+        return _ended(inv, rec, codes)
     try:
         with server.serving(backend, rec, folder, owner, labels or {}, environ,
                             waiter_image(inv), say=_say) as watch:
@@ -119,11 +127,26 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
         raise
     record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
+    return _ended(inv, rec, codes)
+
+
+def _ended(inv: plan_mod.Invocation, rec: InvocationRecord, codes: dict[str, int] | None) -> int:
     if codes is None:
         return 130
     print(summary(inv, rec.host.describe()))
     failed = [job for job in inv.jobs if job.job_id in codes and codes[job.job_id] != 0]
     return 1 if failed else 0
+
+
+def in_job_server(rec: InvocationRecord, image: str,
+                  labels: Mapping[str, str]) -> slurm_script.InJobServer | None:
+    """The deployment as each Slurm job runs it: the server, and the waiter for its health."""
+    if rec.server is None:
+        return None
+    ep = rec.jobs[0].plan.run_config["target"]["api_endpoint"]
+    ours = {k: v for k, v in rec.server.container.labels.items() if k != labels_mod.LABEL_ROLE}
+    waiter = waiter_spec(image, rec.server.plan, ep["url"], ep["model_id"], {**ours, **labels})
+    return slurm_script.InJobServer(rec.server.container.with_labels(labels), waiter)
 
 
 def _say(line: str) -> None:
@@ -166,19 +189,21 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
     if prepared.loaded.config.execution.type == "slurm":
         settings = slurm_settings.settings(prepared.loaded.config.execution,
                                            prepared.loaded.source)
+        embedded = in_job_server(rec, waiter_image(inv), {})
         for job_rec in rec.jobs:
             store.write_atomic(os.path.join(job_rec.plan.job_dir, slurm_script.RUN_SUB),
-                               run_sub(job_rec, settings), owner, 0o755)
+                               run_sub(job_rec, settings, embedded), owner, 0o755)
     all_script = scripts.render_all_script(inv.invocation_id, rec.jobs, server_dir)
     for name in scripts.RUN_ALL:
         store.write_atomic(os.path.join(inv.dir, name), all_script, owner, 0o755)
     record.write(inv.dir, rec, owner)
 
 
-def run_sub(job: record.JobRecord, settings: slurm_settings.SlurmSettings) -> str:
+def run_sub(job: record.JobRecord, settings: slurm_settings.SlurmSettings,
+            server: slurm_script.InJobServer | None = None) -> str:
     """The batch script the Slurm backend submits for this job (``sbatch run.sub`` reruns it)."""
     return slurm_script.render_run_sub(job.container, settings, job.host_dir.source,
-                                       f"job {job.job_id} (task {job.task})")
+                                       f"job {job.job_id} (task {job.task})", server=server)
 
 
 def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, str]) -> None:

@@ -219,14 +219,45 @@ def test_slurm_over_ssh(slurm_run, reference_endpoint, ssh_key: Path, docker_cli
     ssh_args = (f"-p {SSH_PORT} -i {ssh_key} -o StrictHostKeyChecking=no "
                 "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
     env = {"EVAL_LAUNCHER_SSH_ARGS": ssh_args}
-    run = launcher("run", "-c", str(path), extra=env)
+    run = launcher("run", "-c", str(path), "--detach", extra=env)  # a supervise process follows
     assert run.returncode == 0, run.stderr
     assert "Slurm on root@127.0.0.1 (ssh)" in run.stderr
+    invocation = run.stdout.strip().splitlines()[-1]
     inv = only_invocation(results)
-    invocation = inv.name.rsplit("-", 1)[1]
+
+    def state() -> str:
+        return json.loads(launcher("status", invocation, "--json", extra=env).stdout)[0]["state"]
+
+    wait_for(lambda: state() not in ("pending", "running"), 90, every=0.5)
+    assert state() == "success", (inv / "supervisor.log").read_text()
     assert score(inv / "humaneval.0", "humaneval", "pass@1") == 0.5
-    status = json.loads(launcher("status", invocation, "--json", extra=env).stdout)
-    assert status[0]["state"] == "success"
     assert not active(invocation) and not containers(docker_client, invocation)
     no_secret_on_disk(results)
     assert SESSION_ID  # the jobs' containers carry this session's label (swept at the end)
+
+
+def test_a_deployment_runs_inside_each_slurm_job(slurm_run, docker_client,
+                                                 launcher_image: str) -> None:
+    """deployment: generic (this repo's reference endpoint as the model server): each task's
+    job starts its own server on a network of its own, waits for its health, evaluates and
+    removes both."""
+    config, launcher, results = slurm_run
+    path = config([{"name": "humaneval"}])
+    data = yaml.safe_load(path.read_text())
+    data["defaults"] = [{"execution": "slurm/default"}, {"deployment": "generic"}, "_self_"]
+    del data["target"]
+    data["execution"].pop("extra_docker_args")
+    data["evaluation"].pop("pre_cmd")  # no API key without a target
+    data["deployment"] = {"image": launcher_image, "served_model_name": "reference",
+                          "command": "python -m launcher.testing.reference_endpoint --port 8000"
+                                     " --accuracy 0.5"}
+    path.write_text(yaml.safe_dump(data))
+    run = launcher("run", "-c", str(path))
+    assert run.returncode == 0, run.stderr
+    inv = only_invocation(results)
+    invocation = inv.name.rsplit("-", 1)[1]
+    assert score(inv / "humaneval.0", "humaneval", "pass@1") == 0.5
+    assert (inv / "humaneval.0" / "logs" / "server.log").stat().st_size > 0
+    assert "probe-endpoint" in (inv / "humaneval.0" / "run.sub").read_text()
+    assert not active(invocation) and not containers(docker_client, invocation)
+    assert not docker_client.networks.list(filters={"name": f"eval-launcher-{invocation}"})

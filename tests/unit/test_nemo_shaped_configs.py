@@ -34,6 +34,7 @@ GOOD = {
     "vllm_deployment": ["ifeval", "gsm8k"],
     "slurm_eval_only": ["ifeval", "gsm8k"],
     "slurm_docker_runtime": ["humaneval"],
+    "slurm_vllm": ["ifeval", "gsm8k"],
 }
 
 
@@ -51,7 +52,7 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
     for value in ENV.values():
         assert value not in dry.stdout + dry.stderr + valid.stdout + valid.stderr
     document = yaml.safe_load(dry.stdout)
-    if name == "vllm_deployment":  # the endpoint is the launcher's own model server
+    if name in ("vllm_deployment", "slurm_vllm"):  # the endpoint is the launcher's own model server
         assert document["config"]["target"]["api_endpoint"]["url"] == (
             "http://eval-launcher-server:8000/v1/chat/completions")
     else:
@@ -60,6 +61,9 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
         subs = {k: v for k, v in document["scripts"].items() if k.endswith("/run.sub")}
         assert len(subs) == len(GOOD[name])
         assert all(v.startswith("#!/bin/bash\n#SBATCH --job-name ") for v in subs.values())
+        if name == "slurm_vllm":  # the server in each job, ready before the evaluation
+            assert all("vllm/vllm-openai" in v and "--gpus all" in v and "probe-endpoint" in v
+                       for v in subs.values())
     assert not out.exists()  # a dry run writes nothing
 
 

@@ -168,3 +168,21 @@ def test_chain_end_states(tmp_path: Path) -> None:
     timed_out = [SlurmJob(10, "TIMEOUT", labels, "/x/run.sub")]
     fact = chain_backend(timed_out, tmp_path).state("10")
     assert fact is not None and fact.exit_code == slurm_script.EXIT_TIMEOUT
+
+
+def test_a_deployment_with_pyxis_is_refused_naming_the_runtime(tmp_path: Path) -> None:
+    import yaml
+
+    from launcher.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "defaults": [{"execution": "slurm/default"}, {"deployment": "generic"}, "_self_"],
+        "execution": {"output_dir": "/lustre/x"},
+        "deployment": {"image": "srv:1", "served_model_name": "m", "command": "serve"},
+        "evaluation": {"tasks": [{"name": "humaneval"}]}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert err.value.key == "execution.container_runtime" and "docker" in err.value.message
+    config, _ = load_config(str(path), ["execution.container_runtime=docker"])
+    assert config.execution.type == "slurm" and config.deployment.type == "generic"
