@@ -7,7 +7,8 @@
 #   bash scripts/slurm-cluster.sh status   # exit 0 when the node is idle/mixed/allocated
 #   bash scripts/slurm-cluster.sh stop     # stop slurmd, slurmctld, munged
 #   bash scripts/slurm-cluster.sh sshd     # also an sshd on 127.0.0.1:$SLURM_TEST_SSH_PORT
-#                                          # (2222) taking the key in $SLURM_TEST_SSH_KEY.pub
+#                                          # (2222) for root with the test-only key at
+#                                          # $SLURM_TEST_SSH_KEY (generated if missing)
 #
 # The config is minimal and cgroup-free (proctrack/linuxproc, task/none), so it also works in
 # containers and sandboxes without a cgroup hierarchy: one node (this hostname, with the CPUs
@@ -159,14 +160,14 @@ stop() {
 
 sshd_start() {
   install sshd
-  local key=${SLURM_TEST_SSH_KEY:?set SLURM_TEST_SSH_KEY to the test key (its .pub is authorised)}
+  local key=${SLURM_TEST_SSH_KEY:?set SLURM_TEST_SSH_KEY to the test key path (made if missing)}
+  [[ -s $key ]] || ssh-keygen -q -t ed25519 -N '' -C eval-launcher-test -f "$key"
   local dir=/run/eval-launcher-sshd pidfile=/run/eval-launcher-sshd/sshd.pid
-  mkdir -p "$dir" /run/sshd /root/.ssh
-  chmod 700 /root/.ssh
+  mkdir -p "$dir" /run/sshd
+  chmod 700 "$dir"
   [[ -s $dir/host_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host_ed25519"
-  grep -qxF "$(cat "$key.pub")" /root/.ssh/authorized_keys 2>/dev/null \
-    || cat "$key.pub" >>/root/.ssh/authorized_keys
-  chmod 600 /root/.ssh/authorized_keys
+  cp "$key.pub" "$dir/authorized_keys"  # the test's key only; root's ~/.ssh is not touched
+  chmod 600 "$dir/authorized_keys"
   cat >"$dir/sshd_config" <<EOF
 Port $SSH_PORT
 ListenAddress 127.0.0.1
@@ -176,7 +177,7 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-AuthorizedKeysFile .ssh/authorized_keys
+AuthorizedKeysFile $dir/authorized_keys
 EOF
   pid_alive "$pidfile" || /usr/sbin/sshd -f "$dir/sshd_config"
   for _ in $(seq 50); do
