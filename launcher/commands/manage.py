@@ -14,7 +14,7 @@ from launcher.backends.base import Backend
 from launcher.errors import EnvironmentProblem
 from launcher.plan import Job
 from launcher.record import ExitMark, JobState, LauncherInfo, Marker, job_folder
-from launcher.status import JobStatus, invocation_state, job_status
+from launcher.status import GONE, JobStatus, invocation_state, job_status
 
 SUPERVISOR_LOG = "supervisor.log"  # a detached invocation's supervisor output
 
@@ -34,15 +34,21 @@ def _backend_or_none(run: runs.Run | None = None) -> Backend | None:
 
 
 def statuses(run: runs.Run, backend: Backend | None) -> list[JobStatus]:
+    """The engine's facts are read before the markers: a job that started in between (its
+    ``stage.running`` there, its workload not in the facts yet) is asked about once more."""
     inv = run.invocation()
-    facts = backend.job_states(inv.invocation_id) if backend else {}
     launcher = run.record.launcher
-    alive = backend is not None and (backend.supervisor_running(inv.invocation_id)
-                                     or backend.running(launcher.container_id))
-    if not launcher.container_id and not run.record.ended:
-        alive = alive or _pid_alive(launcher)
-    return [job_status(job.job_id, job.task, job_folder(job), facts.get(job.job_id), alive)
-            for job in inv.jobs]
+    for attempt in range(2):
+        facts = backend.job_states(inv.invocation_id) if backend else {}
+        alive = backend is not None and (backend.supervisor_running(inv.invocation_id)
+                                         or backend.running(launcher.container_id))
+        if not launcher.container_id and not run.record.ended:
+            alive = alive or _pid_alive(launcher)
+        found = [job_status(job.job_id, job.task, job_folder(job), facts.get(job.job_id), alive)
+                 for job in inv.jobs]
+        if attempt or backend is None or all(j.note != GONE for j in found):
+            break
+    return found
 
 
 def _pid_alive(launcher: LauncherInfo) -> bool:

@@ -109,9 +109,11 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
                       for job in inv.jobs if only is None or job.job_id in only}
     specs = {job_id: spec.with_labels(labels or {}) for job_id, spec in rec.specs().items()}
     if backend.name == "slurm" and rec.server is not None:  # the server runs in each job
-        embed = backend.embed_server
-        embed(in_job_server(rec, waiter_image(inv), labels or {}),
-              envvars.resolve(rec.server.plan.env, environ, source=folder))
+        from launcher.backends.slurm import SlurmBackend
+
+        assert isinstance(backend, SlurmBackend)
+        backend.embed_server(in_job_server(rec, waiter_image(inv), labels or {}),
+                             envvars.resolve(rec.server.plan.env, environ, source=folder))
         codes = scheduler.execute(backend, inv, specs, env_values, owner,
                                   workers=rec.execution.workers, only=only)
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)

@@ -224,11 +224,15 @@ def test_slurm_over_ssh(slurm_run, reference_endpoint, ssh_key: Path, docker_cli
     invocation = run.stdout.strip().splitlines()[-1]
     inv = only_invocation(results)
 
+    seen: list[tuple[str, str]] = []
+
     def state() -> str:
-        return json.loads(launcher("status", invocation, "--json", extra=env).stdout)[0]["state"]
+        job = json.loads(launcher("status", invocation, "--json", extra=env).stdout)[0]
+        seen.append((job["state"], job["note"]))
+        return job["state"]
 
     wait_for(lambda: state() not in ("pending", "running"), 90, every=0.5)
-    assert state() == "success", (inv / "supervisor.log").read_text()
+    assert state() == "success", (seen, (inv / "supervisor.log").read_text())
     assert score(inv / "humaneval.0", "humaneval", "pass@1") == 0.5
     assert not active(invocation) and not containers(docker_client, invocation)
     no_secret_on_disk(results)
