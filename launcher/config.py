@@ -48,6 +48,7 @@ class Target:
 class Mounts:
     evaluation: dict[str, str] = attrs.field(factory=dict)  # launcher-side path: container path
     deployment: dict[str, str] = attrs.field(factory=dict)  # the same, for the model server
+    mount_home: bool = True  # Slurm with pyxis: mount the user's home (the reference's)
 
 
 @attrs.frozen
@@ -66,6 +67,18 @@ class Execution:
     evaluation_gpu_visible: Any = False  # the reference's: GPUs for every evaluation container
     mounts: Mounts = attrs.field(factory=Mounts)
     auto_export: AutoExport = attrs.field(factory=AutoExport)
+    # execution.type: slurm (the reference's keys; launcher/slurm_settings.py reads them)
+    hostname: str | None = None  # empty: sbatch on this machine; set: over SSH
+    username: str | None = None
+    account: str | None = None
+    partition: str | None = None
+    gres: str | None = None
+    walltime: Any = "01:00:00"  # HH:MM:SS (YAML may read an unquoted one as seconds)
+    max_walltime: Any = "120:00:00"
+    num_nodes: int = 1
+    ntasks_per_node: int = 1
+    sbatch_extra_flags: dict[str, Any] = attrs.field(factory=dict)
+    container_runtime: str = "pyxis"  # pyxis (srun --container-image) | docker (docker run)
 
     def readiness_timeout(self, deployed: bool) -> float:
         if self.endpoint_readiness_timeout is not None:
@@ -182,17 +195,12 @@ def _make_converter() -> cattrs.Converter:
 _converter = _make_converter()
 
 
-_SLURM_KEYS = ("num_nodes", "ntasks_per_node", "partition", "account", "gres", "walltime",
-               "hostname", "username", "sbatch_extra_flags", "max_walltime")
 _LEGACY_OVERRIDES = ("is the reference's older form: write its dotted keys nested under "
                      "nemo_evaluator_config instead (config.params.temperature: 0 becomes "
                      "nemo_evaluator_config: {config: {params: {temperature: 0}}})")
 # Keys the reference has that mean something else here, by the block they sit in: a hint
 # that says what to use instead, never a "did you mean" guess at an unrelated key.
 KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
-    **{("Execution", key): "is a key of the reference's Slurm executor (execution.type: slurm),"
-       " which this launcher does not have yet; the local executor runs every task on this "
-       "Docker host: remove the key" for key in _SLURM_KEYS},
     ("Evaluation", "overrides"): _LEGACY_OVERRIDES,
     **{(block, "user_provided_metadata"): "belongs at the top level of the config, beside "
        "target and evaluation, as in the reference: move it there"

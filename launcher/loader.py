@@ -127,16 +127,11 @@ def _hydra_error(message: str, folder: str, source: str) -> ConfigError:
     found = re.match(r"Could not find '([^']+)/([^']+)'", first)
     if found:
         group, option = found.groups()
-        if f"{group}/{option}".startswith("execution/slurm"):
-            index = _entry_index(entries, lambda e: isinstance(e, dict) and "execution" in e)
-            name = f"{group}/{option}".removeprefix("execution/")
-            return ConfigError(f"the reference's Slurm executor (execution: {name}) is not in "
-                               "this launcher yet; run the tasks on one Docker host with "
-                               "'execution: local'", source=where,
-                               key=f"defaults[{index}].execution")
         index = _entry_index(entries, lambda e: isinstance(e, dict) and any(
             str(k).split()[-1].split("@")[0] == group for k in e))
         options = re.findall(r"^\t(\S+)$", message.split("Config search path")[0], re.M)
+        if group == "execution" and options and "slurm/default" not in options:
+            options.append("slurm/default")  # in a subfolder, which Hydra does not list
         if options:
             return ConfigError(f"unknown {group} '{option}' (available: {', '.join(options)})",
                                source=where, key=f"defaults[{index}].{group}")

@@ -29,12 +29,26 @@ def check(config: Config, source: str) -> None:
             source=source,
             key="target.api_endpoint.type",
         )
-    if config.execution.type != "local":
+    if config.execution.type not in ("local", "slurm"):
         raise ConfigError(
-            f"only the 'local' executor exists, got '{config.execution.type}'",
+            f"expected 'local' (this Docker host) or 'slurm', got '{config.execution.type}'",
             source=source,
             key="execution.type",
         )
+    if config.execution.type == "slurm":
+        from launcher import slurm_settings
+
+        slurm_settings.settings(config.execution, source)
+        if config.deployment.type != "none" and config.execution.container_runtime != "docker":
+            raise ConfigError("a model deployment inside the Slurm job needs "
+                              "execution.container_runtime: docker (with pyxis it is not built "
+                              "yet): set it, or serve the model yourself and set "
+                              "target.api_endpoint", source=source,
+                              key="execution.container_runtime")
+    else:
+        from launcher import slurm_settings
+
+        slurm_settings.check_local(config.execution, source)
     deployment.check(config.deployment, source, config.execution, config.evaluation.tasks)
     if ep.api_key_file is not None and ep.api_key_name:
         raise ConfigError("api_key_name and api_key_file are both set: keep one (the key comes "

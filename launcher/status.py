@@ -15,6 +15,7 @@ import attrs
 from launcher import report
 from launcher.record import ExitNote, JobFolder, JobState, Marker
 
+GONE = "container gone without an exit record"
 NOTES = {ExitNote.OOM: "out of memory (OOM-killed)",
          ExitNote.REMOVED: "container removed while running",
          ExitNote.KILLED: "container killed from outside (SIGKILL)"}
@@ -87,7 +88,7 @@ def job_status(job_id: str, task: str, folder: JobFolder, container: ContainerFa
         ok = code == 0 and not container.oom_killed
         return make(JobState.SUCCESS if ok else JobState.FAILED, code, note=note)
     if running:
-        return make(JobState.FAILED, None, note="container gone without an exit record")
+        return make(JobState.FAILED, None, note=GONE)
     if launcher_alive:
         return make(JobState.PENDING, None)
     return make(JobState.PENDING, None,

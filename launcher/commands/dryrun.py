@@ -77,6 +77,16 @@ def dry_run_text(prepared: Prepared, owner: store.Owner, host_output_dir: str | 
     exports = autoexport.describe(store.redact(prepared.loaded.raw))
     if server_script:
         rendered[f"{host.describe()}/{SERVER_SH}"] = server_script
+    if prepared.loaded.config.execution.type == "slurm":  # what sbatch would be given
+        from launcher import slurm_settings
+        from launcher.commands.run import in_job_server, run_sub
+        from launcher.slurm_script import RUN_SUB
+
+        settings = slurm_settings.settings(prepared.loaded.config.execution,
+                                           prepared.loaded.source)
+        embedded = in_job_server(rec, waiter_image(inv), {})
+        for job in jobs:
+            rendered[f"{job.host_dir.describe()}/{RUN_SUB}"] = run_sub(job, settings, embedded)
     all_script = scripts.render_all_script(inv.invocation_id, jobs, server_dir)
     for name in scripts.RUN_ALL:
         rendered[f"{host.describe()}/{name}"] = all_script

@@ -15,34 +15,41 @@ from launcher import labels, record, report, runs, safe_fs
 from launcher.backends.base import Backend
 from launcher.errors import EnvironmentProblem
 from launcher.record import ExitMark, JobState, LauncherInfo, Marker, job_folder
-from launcher.status import JobStatus, invocation_state, job_status
+from launcher.status import GONE, JobStatus, invocation_state, job_status
 
 SUPERVISOR_LOG = "supervisor.log"  # a detached invocation's supervisor output
 
 
-def _connect() -> Backend:
-    from launcher.backends import connect
+def _connect(run: runs.Run | None = None) -> Backend:
+    """The backend the run was recorded with (a Slurm cluster, or the local engine)."""
+    from launcher.backends import connect, recorded_execution
 
-    return connect()
+    return connect(recorded_execution(run.record.config) if run is not None else None)
 
 
-def _backend_or_none() -> Backend | None:
+def _backend_or_none(run: runs.Run | None = None) -> Backend | None:
     try:
-        return _connect()
+        return _connect(run)
     except EnvironmentProblem:
         return None  # status from the files alone is still the truth we have
 
 
 def statuses(run: runs.Run, backend: Backend | None) -> list[JobStatus]:
+    """The engine's facts are read before the markers: a job that started in between (its
+    ``stage.running`` there, its workload not in the facts yet) is asked about once more."""
     inv = run.invocation()
-    facts = backend.job_states(inv.invocation_id) if backend else {}
     launcher = run.record.launcher
-    alive = backend is not None and (backend.supervisor_running(inv.invocation_id)
-                                     or backend.running(launcher.container_id))
-    if not launcher.container_id and not run.record.ended:
-        alive = alive or _pid_alive(launcher)
-    return [job_status(job.job_id, job.task, job_folder(job), facts.get(job.job_id), alive)
-            for job in inv.jobs]
+    for attempt in range(2):
+        facts = backend.job_states(inv.invocation_id) if backend else {}
+        alive = backend is not None and (backend.supervisor_running(inv.invocation_id)
+                                         or backend.running(launcher.container_id))
+        if not launcher.container_id and not run.record.ended:
+            alive = alive or _pid_alive(launcher)
+        found = [job_status(job.job_id, job.task, job_folder(job), facts.get(job.job_id), alive)
+                 for job in inv.jobs]
+        if attempt or backend is None or all(j.note != GONE for j in found):
+            break
+    return found
 
 
 def _pid_alive(launcher: LauncherInfo) -> bool:
@@ -83,7 +90,7 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
         run, index = found[0], None
     else:
         run, index = runs.find(output_dir, ident)
-    backend = _backend_or_none()
+    backend = _backend_or_none(run)
     jobs = statuses(run, backend)
     if index is not None:
         jobs = [j for j in jobs if j.job_id == f"{run.invocation_id}.{index}"]
@@ -129,10 +136,14 @@ def server_line(found: dict[str, str | None]) -> str:
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
-    backend = _backend_or_none()
+    backends: dict[str, Backend | None] = {}  # one per place the runs ran
     rows = []
     for run in runs.all_runs(output_dir)[:limit]:
-        states = [j.state for j in statuses(run, backend)]
+        execution = (run.record.config or {}).get("execution") or {}
+        where = json.dumps([execution.get(k) for k in ("type", "hostname", "username")])
+        if where not in backends:
+            backends[where] = _backend_or_none(run)
+        states = [j.state for j in statuses(run, backends[where])]
         model = ((run.record.config or {}).get("target") or {}).get(
             "api_endpoint", {}).get("model_id")
         rows.append({"invocation_id": run.invocation_id, "created": run.record.created,
@@ -164,9 +175,12 @@ def info(output_dir: str, ident: str) -> int:
     if rec.server is not None:
         print(f"server       {rec.server.container.image}  {host}/server.sh start|stop   "
               f"env: {', '.join(rec.server.env_names) or '-'}")
+    slurm = ((rec.config or {}).get("execution") or {}).get("type") == "slurm"
     for job in run.jobs:
         print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
               f"env: {', '.join(job.env_names) or '-'}")
+        if slurm:
+            print(f"    slurm     sbatch {host}/{job.dir}/run.sub   (a rerun on the cluster)")
     return 0
 
 
@@ -240,7 +254,7 @@ def kill(output_dir: str, ident: str) -> int:
     inv = run.invocation()
     owner = store.owner_of(inv.output_dir)
     targets = [j for j in inv.jobs if index is None or j.index == index]
-    backend = _connect()
+    backend = _connect(run)
     before = {j.job_id: j.state for j in statuses(run, backend)}
     pending = [j for j in targets if before[j.job_id].active]
     for job in pending:  # marked first, so whoever follows the container records "killed"
@@ -279,7 +293,7 @@ def resume_todo(current: list[JobStatus], invocation_id: str) -> set[str]:
 def resume(output_dir: str, ident: str, detach: bool) -> int:
     extra = labels.extra_labels(os.environ)
     run, _ = runs.find(output_dir, ident)
-    backend = _connect()
+    backend = _connect(run)
     with record.running_lock(run.dir, run.invocation_id):
         return _resume(run, backend, detach, extra)
 
@@ -365,7 +379,7 @@ def supervise(inv_dir: str, only: set[str] | None = None, env_stdin: bool = Fals
             if run is None:
                 raise EnvironmentProblem(f"{inv_dir}/{record.RECORD} is missing or unreadable")
             with record.running_lock(inv_dir, run.invocation_id, wait=60):
-                return finish(_connect(), run.record, inv_dir, only=only,
+                return finish(_connect(run), run.record, inv_dir, only=only,
                               labels=labels.extra_labels(os.environ))
         except LauncherError as e:
             print(f"error: {e.message}", flush=True)

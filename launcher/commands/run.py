@@ -11,7 +11,17 @@ from collections.abc import Mapping
 import attrs
 import yaml
 
-from launcher import envvars, jobrun, record, report, scripts, serverscript, store
+from launcher import (
+    envvars,
+    jobrun,
+    record,
+    report,
+    scripts,
+    serverscript,
+    slurm_script,
+    slurm_settings,
+    store,
+)
 from launcher import labels as labels_mod
 from launcher import plan as plan_mod
 from launcher.backends.base import Backend
@@ -19,7 +29,7 @@ from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.hostpaths import PathTranslator
 from launcher.prepare import ConfigOptions, Prepared, prepare, with_dataset_cache
 from launcher.record import InvocationRecord
-from launcher.spec import MountSpec, probe_spec, supervisor_spec
+from launcher.spec import MountSpec, probe_spec, supervisor_spec, waiter_spec
 
 
 def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
@@ -36,7 +46,7 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
 
     from launcher.backends import connect  # the engine, only when needed
 
-    backend = connect()
+    backend = connect(prepared.loaded.config.execution)
     translator = backend.path_translator(prepared.invocation.output_dir, host_output_dir)
     translator.to_host(prepared.invocation.output_dir)  # an error here names the -v to add
     prepared = with_dataset_cache(prepared, download=True)  # exit 3 here: nothing started
@@ -63,7 +73,9 @@ def run(options: ConfigOptions, tasks: tuple[str, ...], dry_run: bool,
                        record.Execution(execution.mode, execution.max_parallel, detach),
                        config.user_provided_metadata, server)
     write_invocation(prepared, rec, owner)
-    print(f"invocation {inv.invocation_id}: {host.describe()}", file=sys.stderr)
+    print(f"invocation {inv.invocation_id}: {host.describe()}"
+          + (f" (Slurm on {getattr(backend, 'where', '')})" if backend.name == "slurm"
+             else ""), file=sys.stderr)
     if detach:
         start_supervisor(backend, inv, translator, prepared.loaded.environ)
         print(f"detached: follow with `launcher status {inv.invocation_id}`", file=sys.stderr)
@@ -98,6 +110,16 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
         env_values = {job.job_id: envvars.resolve(job.env, environ, source=folder)
                       for job in inv.jobs if only is None or job.job_id in only}
     specs = {job_id: spec.with_labels(labels or {}) for job_id, spec in rec.specs().items()}
+    if backend.name == "slurm" and rec.server is not None:  # the server runs in each job
+        from launcher.backends.slurm import SlurmBackend
+
+        assert isinstance(backend, SlurmBackend)
+        backend.embed_server(in_job_server(rec, waiter_image(inv), labels or {}),
+                             envvars.resolve(rec.server.plan.env, environ, source=folder))
+        codes = scheduler.execute(backend, inv, specs, env_values, owner,
+                                  workers=rec.execution.workers, only=only)
+        record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
+        return _ended(inv, rec, codes)
     try:
         with server.serving(backend, rec, folder, owner, labels or {}, environ,
                             waiter_image(inv), say=_say) as watch:
@@ -111,11 +133,26 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
         raise
     record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
+    return _ended(inv, rec, codes)
+
+
+def _ended(inv: plan_mod.Invocation, rec: InvocationRecord, codes: dict[str, int] | None) -> int:
     if codes is None:
         return 130
     print(summary(inv, rec.host.describe()))
     failed = [job for job in inv.jobs if job.job_id in codes and codes[job.job_id] != 0]
     return 1 if failed else 0
+
+
+def in_job_server(rec: InvocationRecord, image: str,
+                  labels: Mapping[str, str]) -> slurm_script.InJobServer | None:
+    """The deployment as each Slurm job runs it: the server, and the waiter for its health."""
+    if rec.server is None:
+        return None
+    ep = rec.jobs[0].plan.run_config["target"]["api_endpoint"]
+    ours = {k: v for k, v in rec.server.container.labels.items() if k != labels_mod.LABEL_ROLE}
+    waiter = waiter_spec(image, rec.server.plan, ep["url"], ep["model_id"], {**ours, **labels})
+    return slurm_script.InJobServer(rec.server.container.with_labels(labels), waiter)
 
 
 def _say(line: str) -> None:
@@ -158,10 +195,24 @@ def write_invocation(prepared: Prepared, rec: InvocationRecord, owner: store.Own
                                job_rec, server_dir,
                                prepared.loaded.config.execution.auto_export.destinations),
                            owner, 0o755)
+    if prepared.loaded.config.execution.type == "slurm":
+        settings = slurm_settings.settings(prepared.loaded.config.execution,
+                                           prepared.loaded.source)
+        embedded = in_job_server(rec, waiter_image(inv), {})
+        for job_rec in rec.jobs:
+            store.write_atomic(os.path.join(job_rec.plan.job_dir, slurm_script.RUN_SUB),
+                               run_sub(job_rec, settings, embedded), owner, 0o755)
     all_script = scripts.render_all_script(inv.invocation_id, rec.jobs, server_dir)
     for name in scripts.RUN_ALL:
         store.write_atomic(os.path.join(inv.dir, name), all_script, owner, 0o755)
     record.write(inv.dir, rec, owner)
+
+
+def run_sub(job: record.JobRecord, settings: slurm_settings.SlurmSettings,
+            server: slurm_script.InJobServer | None = None) -> str:
+    """The batch script the Slurm backend submits for this job (``sbatch run.sub`` reruns it)."""
+    return slurm_script.render_run_sub(job.container, settings, job.host_dir.source,
+                                       f"job {job.job_id} (task {job.task})", server=server)
 
 
 def probe_endpoint(backend: Backend, prepared: Prepared, labels: Mapping[str, str],
@@ -202,6 +253,9 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     ``EVAL_LAUNCHER_LABELS``."""
     from launcher.catalog import harness_image
 
+    if backend.name == "slurm":
+        _supervise_here(inv, environ, only)
+        return
     mounts = [MountSpec(inv.output_dir, translator.to_host(inv.output_dir))]
     env: dict[str, str] = {}
     docker_host = os.environ.get("DOCKER_HOST", "")
@@ -226,6 +280,20 @@ def start_supervisor(backend: Backend, inv: plan_mod.Invocation, translator: Pat
     spec = supervisor_spec(image or harness_image(), inv.invocation_id, args, mounts,
                            sorted(env), labels_mod.extra_labels(os.environ))
     backend.start(spec, env)
+
+
+def _supervise_here(inv: plan_mod.Invocation, environ: Mapping[str, str],
+                    only: set[str] | None) -> None:
+    """A detached Slurm invocation: a ``launcher supervise`` process on this machine follows
+    the jobs (the env values reach it in its environment, in memory only)."""
+    import subprocess
+
+    args = [sys.executable, "-m", "launcher", "supervise", inv.dir]
+    if only is not None:
+        args += ["--only", ",".join(sorted(only))]
+    subprocess.Popen(args, env={**os.environ, **environ}, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def summary(inv: plan_mod.Invocation, where: str) -> str:

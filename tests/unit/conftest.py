@@ -28,7 +28,7 @@ def server() -> Iterator[StubServer]:
 def fake(monkeypatch, tmp_path_factory) -> Iterator[FakeBackend]:
     """The fake engine behind ``backends.connect``, and a synthetic GSM8K in the cache."""
     backend = FakeBackend()
-    monkeypatch.setattr(backends, "connect", lambda: backend)
+    monkeypatch.setattr(backends, "connect", lambda execution=None: backend)
     monkeypatch.delenv(labels.LABELS_ENV, raising=False)
     # gsm8k tasks without data get the dataset cache's copy: a synthetic one, pinned as GSM8K.
     cache = tmp_path_factory.mktemp("cache")

@@ -44,7 +44,7 @@ CASES = [
     ("unknown key", None, {"execution__outptu_dir": "/x"}, [],
      "key 'execution': unknown key 'outptu_dir' (did you mean 'output_dir'?)"),
     ("slurm key on the local executor", None, {"execution__num_nodes": 2}, [],
-     "key 'execution': unknown key 'num_nodes': it is a key of the reference's Slurm executor"),
+     "key 'execution.num_nodes': is a key of the Slurm executor: set execution.type: slurm"),
     ("legacy evaluation.overrides", None,
      {"evaluation__overrides": {"config.params.temperature": 0}}, [],
      "key 'evaluation': unknown key 'overrides': it is the reference's older form: write its "

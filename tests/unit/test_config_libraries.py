@@ -91,7 +91,7 @@ def test_group_override_on_the_command_line(tmp_path):
     path = write(tmp_path, {"defaults": [{"execution": "local"}, "_self_"], **BODY})
     assert load_config(path, ["execution=local"])[0].execution.type == "local"
     message = error_of(path, ["execution=slurm"])
-    assert "Slurm executor (execution: slurm) is not in this launcher yet" in message
+    assert "unknown execution 'slurm' (available: local, slurm/default)" in message
 
 
 # --------------------------------------------------------------------------- -o grammar
@@ -310,7 +310,7 @@ def test_group_override_on_a_file_without_defaults_and_yml_suffix(tmp_path):
     path = write(tmp_path, {**BODY, "execution": {"mode": "parallel"}})
     config, _ = load_config(path, ["execution=local"])
     assert config.execution.mode == "parallel" and config.execution.type == "local"
-    assert "Slurm executor (execution: slurm) is not in" in error_of(path, ["execution=slurm"])
+    assert "unknown execution 'slurm'" in error_of(path, ["execution=slurm"])
     yml = write(tmp_path, BODY, "c.yml")
     assert error_of(yml).startswith(f"{yml}: expected a .yaml file")
     assert "rename it to c.yaml" in error_of(yml)

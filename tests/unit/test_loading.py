@@ -44,7 +44,7 @@ def test_no_defaults_list_means_the_usual_one_with_the_file_winning(tmp_path):
 
 
 @pytest.mark.parametrize(("defaults", "needle", "key"), [
-    ([{"execution": "slurm"}], "the reference's Slurm executor (execution: slurm) is not in this",
+    ([{"execution": "slurm"}], "unknown execution 'slurm' (available: local, slurm/default)",
      "defaults[0].execution"),
     (["_self_", {"cluster": "x"}], "unknown defaults group 'cluster'", "defaults[1]"),
     (["oops"], "no config 'oops'", "defaults[0]"),

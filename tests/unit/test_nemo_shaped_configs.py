@@ -32,6 +32,9 @@ GOOD = {
     "env_mounts_docker_args": ["ifeval", "mgsm"],
     "metadata_and_hooks": ["gsm8k"],
     "vllm_deployment": ["ifeval", "gsm8k"],
+    "slurm_eval_only": ["ifeval", "gsm8k"],
+    "slurm_docker_runtime": ["humaneval"],
+    "slurm_vllm": ["ifeval", "gsm8k"],
 }
 
 
@@ -49,11 +52,18 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
     for value in ENV.values():
         assert value not in dry.stdout + dry.stderr + valid.stdout + valid.stderr
     document = yaml.safe_load(dry.stdout)
-    if name == "vllm_deployment":  # the endpoint is the launcher's own model server
+    if name in ("vllm_deployment", "slurm_vllm"):  # the endpoint is the launcher's own model server
         assert document["config"]["target"]["api_endpoint"]["url"] == (
             "http://eval-launcher-server:8000/v1/chat/completions")
     else:
         assert document["config"]["target"]["api_endpoint"]["api_key_name"] == "NGC_API_KEY"
+    if name.startswith("slurm"):  # the batch scripts it would submit
+        subs = {k: v for k, v in document["scripts"].items() if k.endswith("/run.sub")}
+        assert len(subs) == len(GOOD[name])
+        assert all(v.startswith("#!/bin/bash\n#SBATCH --job-name ") for v in subs.values())
+        if name == "slurm_vllm":  # the server in each job, ready before the evaluation
+            assert all("vllm/vllm-openai" in v and "--gpus all" in v and "probe-endpoint" in v
+                       for v in subs.values())
     assert not out.exists()  # a dry run writes nothing
 
 
@@ -78,11 +88,8 @@ def test_families_resolve_as_the_reference_means_them(tmp_path: Path) -> None:
 
 
 REFUSED = {
-    "refused_slurm": ("key 'defaults[0].execution': the reference's Slurm executor "
-                      "(execution: slurm/default) is not in this launcher yet; run the tasks on "
-                      "one Docker host with 'execution: local'"),
-    "refused_slurm_keys": "unknown key 'num_nodes': it is a key of the reference's Slurm "
-                          "executor",
+    "refused_slurm_keys": "key 'execution.num_nodes': is a key of the Slurm executor: set "
+                          "execution.type: slurm",
 }
 
 

@@ -251,3 +251,19 @@ def test_the_supervisor_spec_keeps_values_out_of_its_env():
     spec = supervisor_spec("img", "abc", ["supervise"], [], ["API_KEY"], {})
     assert spec.environment({"API_KEY": "sk-1"}) == {}
     assert spec.stdin_payload({"API_KEY": "sk-1"}) == b'{"env": {"API_KEY": "sk-1"}}\n'
+
+
+def test_a_job_starting_between_facts_and_markers_is_asked_about_again(tmp_path, fake,
+                                                                        monkeypatch):
+    """Status reads the engine's facts, then the markers: a job whose stage.running appeared
+    in between (its workload not in those facts yet) is not reported 'container gone'."""
+    from launcher.status import ContainerFact
+
+    assert launch(write_config(tmp_path, [{"name": "gsm8k"}])) == 0
+    run = only_run(tmp_path)
+    folder = record.job_folder(run.invocation().jobs[0])
+    folder.clear(Marker.EXIT)  # as if it had just started: stage.running, no end yet
+    answers = iter([{}, {run.invocation().jobs[0].job_id: ContainerFact("running")}])
+    monkeypatch.setattr(fake, "job_states", lambda invocation_id: next(answers))
+    (job,) = manage.statuses(run, fake)
+    assert job.state == JobState.RUNNING and job.note == ""

@@ -161,7 +161,7 @@ def test_metadata_that_is_not_a_mapping_is_one_line(tmp_path):
 
 def test_metadata_is_kept_in_the_invocation_record(tmp_path, monkeypatch, capsys):
     fake = FakeBackend()
-    monkeypatch.setattr(backends, "connect", lambda: fake)
+    monkeypatch.setattr(backends, "connect", lambda execution=None: fake)
     path = write(tmp_path, [{"name": "humaneval"}], user_provided_metadata=METADATA)
     sigterm = signal.getsignal(signal.SIGTERM)  # the scheduler installs its own handler
     try:

@@ -115,7 +115,7 @@ def parse(words: list[str]) -> ContainerSpec:
 def test_every_run_sh_parses_back_to_the_spec_the_backend_ran(tmp_path, monkeypatch,
                                                               volume_output):
     fake = FakeBackend()
-    monkeypatch.setattr(backends, "connect", lambda: fake)
+    monkeypatch.setattr(backends, "connect", lambda execution=None: fake)
     monkeypatch.setenv(labels.LABELS_ENV, "suite=roundtrip")
     monkeypatch.setenv(hooks.TRUST_ENV, "1")
     for name in ("UNIT_KEY", "HOST_VAR", "FROMHOST"):
