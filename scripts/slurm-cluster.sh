@@ -109,7 +109,7 @@ start_munge() {
   log "munged did not start"; return 1
 }
 
-pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 
 stop_daemon() {
   local pidfile=$1
