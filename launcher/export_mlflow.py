@@ -11,16 +11,15 @@ module never writes or prints them. Nothing in the invocation folder is written.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launcher import __version__, outcomes
+from launcher import __version__, exportopts, outcomes
 from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.harness.results import SAMPLES_FILE
 from launcher.record import job_folder
@@ -125,20 +124,6 @@ def probe(uri: str) -> None:
             "export.mlflow.tracking_uri=URL; the results are unchanged") from None
 
 
-@contextlib.contextmanager
-def _http_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in HTTP_ENV}
-    for key, value in HTTP_ENV.items():
-        os.environ.setdefault(key, value)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
 
 def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> int:
     uri = opts.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
@@ -161,7 +146,7 @@ def export(output_dir: str, idents: Sequence[str], opts: Mapping[str, str]) -> i
     probe(uri)
     name = opts.get("experiment_name") or DEFAULT_EXPERIMENT
     created = updated = 0
-    with _http_env():
+    with exportopts.env_defaults(HTTP_ENV):
         try:
             client = MlflowClient(tracking_uri=uri)
             experiment = client.get_experiment_by_name(name)

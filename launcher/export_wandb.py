@@ -32,7 +32,7 @@ import attrs
 
 from launcher import __version__, outcomes
 from launcher.errors import ConfigError, EnvironmentProblem
-from launcher.exportopts import flag, names
+from launcher.exportopts import env_defaults, flag, names
 from launcher.harness.results import SAMPLES_FILE
 from launcher.record import job_folder
 from launcher.runs import Run
@@ -279,18 +279,8 @@ def _torn_down(wandb: Any) -> Iterator[None]:
 def _quiet_env() -> Iterator[None]:
     """No W&B banner or prompt while exporting, and an unreachable W&B server fails in 30 s,
     not wandb's 90 (a value set by the user wins)."""
-    saved = {k: os.environ.get(k) for k in QUIET_ENV}
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
+    with env_defaults(QUIET_ENV), contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _one_line(text: str) -> str:

@@ -9,9 +9,11 @@ which ``-o export.wandb.tags=a,b`` gives directly."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from launcher import keypaths
@@ -139,3 +141,20 @@ def flag(dest: str, opts: Mapping[str, str], key: str, default: bool) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise ConfigError(f"export.{dest}.{key}={value}: use true or false")
+
+
+@contextlib.contextmanager
+def env_defaults(values: Mapping[str, str]) -> Iterator[None]:
+    """These environment variables, where the user has not set them, for the block only (the
+    exporters' clients read their settings from the environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
