@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from launcher import exportopts, store
+from launcher import exportopts, safe_fs, store
 from launcher.errors import LauncherError
 from launcher.record import RECORD, now_z
 
@@ -81,14 +81,11 @@ def export_job(output_dir: str, inv_dir: str, config: Mapping[str, Any], job_id:
 
 
 def _note(inv_dir: str, line: str, owner: store.Owner) -> None:
-    path = os.path.join(inv_dir, LOG)
+    """One line appended to auto_export.log, never through a link planted there."""
     try:
-        old = ""
-        if os.path.isfile(path) and not os.path.islink(path):
-            with open(path, encoding="utf-8") as fh:
-                old = fh.read(1024 * 1024)
-        store.write_atomic(path, old + line + "\n", owner)
-    except OSError:
+        with safe_fs.open_append(os.path.join(inv_dir, LOG), owner) as fh:
+            fh.write(line.encode("utf-8") + b"\n")
+    except (OSError, LauncherError):
         pass  # the note is a courtesy: the line on stderr already said it
 
 

@@ -203,3 +203,20 @@ evaluation:
     config, raw = load_config(str(path))
     assert config.execution.auto_export.destinations == ["mlflow", "wandb"]
     assert [d for d, _ in autoexport.destinations(raw)] == ["mlflow", "wandb"]
+
+
+def test_the_auto_export_log_is_appended_and_a_planted_link_is_not_followed(tmp_path):
+    from launcher import store
+
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    owner = store.owner_of(str(inv))
+    autoexport._note(str(inv), "one", owner)
+    autoexport._note(str(inv), "two", owner)
+    assert (inv / autoexport.LOG).read_text() == "one\ntwo\n"
+    (inv / autoexport.LOG).unlink()
+    secret = tmp_path / "secret"
+    secret.write_text("root-only\n")
+    (inv / autoexport.LOG).symlink_to(secret)
+    autoexport._note(str(inv), "three", owner)  # refused quietly: the stderr line said it
+    assert secret.read_text() == "root-only\n" and (inv / autoexport.LOG).is_symlink()
