@@ -79,7 +79,7 @@ def find_server(output_dir: str, ident: str) -> runs.Run:
 def status(output_dir: str, ident: str | None, as_json: bool) -> int:
     if ident is not None and ident.endswith(SERVER_SUFFIX):
         run = find_server(output_dir, ident)
-        info = server_status(run, _backend_or_none())
+        info = server_status(run, _backend_or_none(run))
         assert info is not None
         print(json.dumps(info, indent=2) if as_json else server_line(info))
         return 0
@@ -326,7 +326,6 @@ ENV_WAIT = 60.0  # seconds the supervisor waits for it
 def receive_env(fd: int, timeout: float = ENV_WAIT) -> dict[str, str]:
     """The env values the launcher writes to a supervisor's stdin: one JSON line
     ``{"env": {NAME: value}}`` (kept in memory; its container's Env holds none of them)."""
-    import json
     import select
 
     data = b""

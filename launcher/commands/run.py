@@ -110,6 +110,7 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
         env_values = {job.job_id: envvars.resolve(job.env, environ, source=folder)
                       for job in inv.jobs if only is None or job.job_id in only}
     specs = {job_id: spec.with_labels(labels or {}) for job_id, spec in rec.specs().items()}
+    after = autoexport.after_each(inv.output_dir, folder, rec.config, owner, _say)
     if backend.name == "slurm" and rec.server is not None:  # the server runs in each job
         from launcher.backends.slurm import SlurmBackend
 
@@ -117,7 +118,7 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
         backend.embed_server(in_job_server(rec, waiter_image(inv), labels or {}),
                              envvars.resolve(rec.server.plan.env, environ, source=folder))
         codes = scheduler.execute(backend, inv, specs, env_values, owner,
-                                  workers=rec.execution.workers, only=only)
+                                  workers=rec.execution.workers, only=only, after=after)
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
         return _ended(inv, rec, codes)
     try:
@@ -125,9 +126,7 @@ def finish(backend: Backend, rec: InvocationRecord, folder: str, only: set[str] 
                             waiter_image(inv), say=_say) as watch:
             codes = scheduler.execute(backend, inv, specs, env_values, owner,
                                       workers=rec.execution.workers, only=only,
-                                      blocked=watch.failure,
-                                      after=autoexport.after_each(inv.output_dir, folder,
-                                                                  rec.config, owner, _say))
+                                      blocked=watch.failure, after=after)
     except server.ServerFailed as exc:
         _not_started(inv, only, owner, exc.message.splitlines()[0])
         record.write(folder, attrs.evolve(rec, ended=record.now()), owner)
