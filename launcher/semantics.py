@@ -35,9 +35,9 @@ def check(config: Config, source: str) -> None:
             source=source,
             key="execution.type",
         )
-    if config.execution.type == "slurm":
-        from launcher import slurm_settings
+    from launcher import slurm_settings
 
+    if config.execution.type == "slurm":
         slurm_settings.settings(config.execution, source)
         if config.deployment.type != "none" and config.execution.container_runtime != "docker":
             raise ConfigError("a model deployment inside the Slurm job needs "
@@ -46,8 +46,6 @@ def check(config: Config, source: str) -> None:
                               "target.api_endpoint", source=source,
                               key="execution.container_runtime")
     else:
-        from launcher import slurm_settings
-
         slurm_settings.check_local(config.execution, source)
     deployment.check(config.deployment, source, config.execution, config.evaluation.tasks)
     if ep.api_key_file is not None and ep.api_key_name:

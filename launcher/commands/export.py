@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from launcher import export_local, exportopts, runs
+from launcher import export_local, exportopts, record, runs
 from launcher.errors import ConfigError, EnvironmentProblem
 
 # The keys per destination and their parsing live in launcher.exportopts (shared with
@@ -34,7 +34,7 @@ def recorded(output_dir: str, idents: Sequence[str], dest: str) -> dict[str, str
     section = (run.record.config or {}).get("export") or {}
     if not isinstance(section, dict) or section.get(dest) is None:
         return {}
-    return exportopts.from_section(dest, section[dest], os.path.join(run.dir, "invocation.json"))
+    return exportopts.from_section(dest, section[dest], os.path.join(run.dir, record.RECORD))
 
 
 def export_with(output_dir: str, idents: Sequence[str], dest: str,
