@@ -49,11 +49,17 @@ class Mounts:
     evaluation: dict[str, str] = attrs.field(factory=dict)  # launcher-side path: container path
     deployment: dict[str, str] = attrs.field(factory=dict)  # the same, for the model server
     mount_home: bool = True  # Slurm with pyxis: mount the user's home (the reference's)
+    auxiliary: dict[str, Any] = attrs.field(factory=dict)  # Slurm: auxiliary deployments' (none)
 
 
 @attrs.frozen
 class AutoExport:
     destinations: list[str] = attrs.field(factory=list)  # local | mlflow | wandb (autoexport.py)
+
+
+@attrs.frozen
+class SlurmDeployment:
+    n_tasks: int | None = None  # Slurm: the server step's tasks (default: num_nodes)
 
 
 @attrs.frozen
@@ -79,6 +85,14 @@ class Execution:
     ntasks_per_node: int = 1
     sbatch_extra_flags: dict[str, Any] = attrs.field(factory=dict)
     container_runtime: str = "pyxis"  # pyxis (srun --container-image) | docker (docker run)
+    gpus_per_node: int | None = None  # --gpus-per-node, instead of --gres
+    sbatch_comment: str | None = None  # in --comment, before the launcher's labels
+    subproject: str | None = None  # job names <account>-<subproject>.<name> (the reference's)
+    cpu_partition: str | None = None  # the reference's export jobs' (exports run here: unused)
+    num_instances: int = 1  # server instances per job (only 1: no load-balancing proxy)
+    proxy: dict[str, Any] = attrs.field(factory=dict)  # the proxy of num_instances > 1 (unused)
+    eval_ray_cluster: bool = False  # the reference's multi-node Ray evaluation (not here)
+    deployment: SlurmDeployment = attrs.field(factory=SlurmDeployment)
 
     def readiness_timeout(self, deployed: bool) -> float:
         if self.endpoint_readiness_timeout is not None:

@@ -8,7 +8,9 @@ and command). ``none`` (the default) evaluates an endpoint that already runs.
 
 With a deployment, ``target.api_endpoint.url`` and ``model_id`` come from it: the server is
 reached by the evaluation containers on the invocation's private network, by the name
-``SERVER_HOST``, at ``deployment.port`` and the endpoint path of the target's type.
+``SERVER_HOST``, at ``deployment.port`` and the endpoint path of the target's type; on Slurm
+with pyxis (containers on the node's own network, the server in a step of the same job) at
+``127.0.0.1``, as in the reference.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import attrs
 from launcher.errors import ConfigError
 
 SERVER_HOST = "eval-launcher-server"  # the server's name on the invocation's network
+LOOPBACK = "127.0.0.1"  # Slurm with pyxis: the server in another step on the same node
 TYPES = ("none", "vllm", "sglang", "nim", "trtllm", "generic")
 GPU_TYPES = ("vllm", "sglang", "nim", "trtllm")
 CHECKPOINT_MOUNT = "/checkpoint"
@@ -85,8 +88,16 @@ def fill_target(data: dict[str, Any], source: str) -> None:
                 source=source, key=f"target.api_endpoint.{key}")
     kind = endpoint.get("type", "chat")
     kind = kind if kind in ("chat", "completions") else "chat"
-    endpoint["url"] = f"http://{SERVER_HOST}:${{deployment.port}}${{deployment.endpoints.{kind}}}"
+    host = LOOPBACK if _on_node_network(data.get("execution")) else SERVER_HOST
+    endpoint["url"] = f"http://{host}:${{deployment.port}}${{deployment.endpoints.{kind}}}"
     endpoint["model_id"] = "${deployment.served_model_name}"
+
+
+def _on_node_network(execution: Any) -> bool:
+    """Slurm with pyxis (the Slurm default): the server shares the node's network."""
+    if not isinstance(execution, Mapping) or execution.get("type") != "slurm":
+        return False
+    return execution.get("container_runtime", "pyxis") != "docker"
 
 
 def gpu_value(value: Any, key: str, source: str) -> str | None:

@@ -21,13 +21,10 @@ from typing import Any
 
 from launcher import __version__, exportopts, outcomes
 from launcher.errors import ConfigError, EnvironmentProblem
-from launcher.harness.results import SAMPLES_FILE
-from launcher.record import job_folder
 from launcher.runs import Run
 
 JOB_TAG = "eval_launcher.job_id"
 DEFAULT_EXPERIMENT = "eval-launcher"
-ARTIFACTS = ("results.yml", SAMPLES_FILE)
 PROBE_TIMEOUT = 3.0
 # For the export's calls: mlflow's own HTTP retries capped (exponential backoff, minutes by
 # default), and no "View run ... at" line per run on stdout (we print one summary line). A
@@ -198,18 +195,8 @@ def _export_job(client: Any, exp_id: str, run: Run, outcome: outcomes.TaskOutcom
                  if old_metrics.get(k) != v],
         params=[Param(k, v) for k, v in params.items() if k not in old_params],
         tags=[RunTag(k, v) for k, v in tags.items()])
-    if log_artifacts:
-        for name in ARTIFACTS:
-            path = os.path.join(outcome.artifacts, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                client.log_artifact(run_id, path)
-    logs = job_folder(next(j for j in run.invocation().jobs
-                           if j.job_id == outcome.job_id)).logs
-    if log_logs and os.path.isdir(logs):
-        for entry in sorted(os.listdir(logs)):
-            path = os.path.join(logs, entry)
-            if os.path.isfile(path) and not os.path.islink(path):
-                client.log_artifact(run_id, path, "logs")
+    for path, name in outcomes.job_files(run, outcome, log_artifacts, log_logs):
+        client.log_artifact(run_id, path, os.path.dirname(name) or None)
     client.set_terminated(run_id, "FINISHED")
     return not found
 

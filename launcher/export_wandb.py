@@ -33,15 +33,12 @@ import attrs
 from launcher import __version__, outcomes
 from launcher.errors import ConfigError, EnvironmentProblem
 from launcher.exportopts import env_defaults, flag, names
-from launcher.harness.results import SAMPLES_FILE
-from launcher.record import job_folder
 from launcher.runs import Run
 
 INSTALL = "pip install 'eval-launcher[wandb]'"
 DEFAULT_PROJECT = "eval-launcher"
 LOG_MODES = ("per_task", "multi_task")
 MODES = ("online", "offline")
-ARTIFACTS = ("results.yml", SAMPLES_FILE)
 QUIET_ENV = {"WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_INIT_TIMEOUT": "30"}
 _ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -79,20 +76,8 @@ def metric_names(outcome: outcomes.TaskOutcome, wanted: Sequence[str]) -> dict[s
 
 def _files(run: Run, outcome: outcomes.TaskOutcome, artifacts: bool, logs: bool,
            prefix: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    if artifacts:
-        for name in ARTIFACTS:
-            path = os.path.join(outcome.artifacts, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                found.append((path, f"{prefix}{name}"))
-    folder = job_folder(next(j for j in run.invocation().jobs
-                             if j.job_id == outcome.job_id)).logs
-    if logs and os.path.isdir(folder):
-        for entry in sorted(os.listdir(folder)):
-            path = os.path.join(folder, entry)
-            if os.path.isfile(path) and not os.path.islink(path):
-                found.append((path, f"{prefix}logs/{entry}"))
-    return found
+    return [(path, f"{prefix}{name}")
+            for path, name in outcomes.job_files(run, outcome, artifacts, logs)]
 
 
 def plan(jobs: Sequence[tuple[Run, outcomes.TaskOutcome]], opts: Mapping[str, str]

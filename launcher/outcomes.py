@@ -92,6 +92,29 @@ def task_outcomes(run: Run, index: int | None = None) -> dict[str, TaskOutcome]:
     return found
 
 
+EXPORTED_ARTIFACTS = ("results.yml", SAMPLES_FILE)  # what the exports upload of artifacts/
+
+
+def job_files(run: Run, outcome: TaskOutcome, artifacts: bool, logs: bool
+              ) -> list[tuple[str, str]]:
+    """(path, name in the export) of the files an export uploads for a job: its results and
+    samples, and the files of its logs/ folder (``logs/<name>``); no links, no folders."""
+    found: list[tuple[str, str]] = []
+    if artifacts:
+        for name in EXPORTED_ARTIFACTS:
+            path = os.path.join(outcome.artifacts, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append((path, name))
+    folder = job_folder(next(j for j in run.invocation().jobs
+                             if j.job_id == outcome.job_id)).logs
+    if logs and os.path.isdir(folder):
+        for entry in sorted(os.listdir(folder)):
+            path = os.path.join(folder, entry)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append((path, f"logs/{entry}"))
+    return found
+
+
 def read_samples(artifacts_dir: str) -> dict[SampleKey, bool] | None:
     """Pass/fail per response of ``samples.jsonl`` (``score`` > 0 passes), keyed by item id
     (the line number when a record has none) and response index; None when the file is

@@ -39,12 +39,6 @@ def check(config: Config, source: str) -> None:
 
     if config.execution.type == "slurm":
         slurm_settings.settings(config.execution, source)
-        if config.deployment.type != "none" and config.execution.container_runtime != "docker":
-            raise ConfigError("a model deployment inside the Slurm job needs "
-                              "execution.container_runtime: docker (with pyxis it is not built "
-                              "yet): set it, or serve the model yourself and set "
-                              "target.api_endpoint", source=source,
-                              key="execution.container_runtime")
     else:
         slurm_settings.check_local(config.execution, source)
     deployment.check(config.deployment, source, config.execution, config.evaluation.tasks)

@@ -40,30 +40,44 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @attrs.frozen
 class InJobServer:
-    """A deployment inside the job (docker runtime): the model server and the waiter that
-    polls its health, both on a network of the job's own."""
+    """A deployment inside the job. docker runtime: the model server and the waiter that
+    polls its health, both on a network of the job's own. pyxis: the server in an ``srun``
+    step on the node (pyxis containers share the node's network), its health polled with
+    curl at ``127.0.0.1:port``."""
 
     server: ContainerSpec
     waiter: ContainerSpec
+    port: int = 8000
+    health_path: str = "/health"
+    timeout: float = 1800.0  # seconds to get ready
     log_name: str = "server.log"  # in the job's logs/ folder
 
 
-def comment(labels: Mapping[str, str]) -> str:
-    """The job's labels, as ``--comment`` carries them (``key=value,...``)."""
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+def comment(labels: Mapping[str, str], note: str | None = None) -> str:
+    """The job's labels, as ``--comment`` carries them (``key=value,...``), after the user's
+    ``sbatch_comment`` when there is one."""
+    tags = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return f"{note},{tags}" if note else tags
 
 
 def parse_comment(text: str) -> dict[str, str]:
+    """The launcher's labels in a job's comment (whatever else the comment holds)."""
     out: dict[str, str] = {}
     for item in text.split(","):
         key, eq, value = item.partition("=")
-        if eq and key.strip():
+        if eq and key.strip().startswith("eval-launcher."):
             out[key.strip()] = value.strip()
     return out
 
 
-def job_name(spec: ContainerSpec) -> str:
-    return spec.name or "eval-launcher"
+def job_name(spec: ContainerSpec, settings: SlurmSettings | None = None) -> str:
+    """The container's name; with ``subproject``, the reference's
+    ``<account>-<subproject>.<name>``."""
+    name = spec.name or "eval-launcher"
+    if settings is None or not settings.subproject:
+        return name
+    prefix = f"{settings.account}-" if settings.account else ""
+    return f"{prefix}{settings.subproject}.{name}"
 
 
 def sbatch_header(settings: SlurmSettings, name: str, log_dir: str,
@@ -75,13 +89,15 @@ def sbatch_header(settings: SlurmSettings, name: str, log_dir: str,
         lines.append(f"#SBATCH --partition {quote(settings.partition)}")
     lines += [f"#SBATCH --nodes {settings.num_nodes}",
               f"#SBATCH --ntasks-per-node {settings.ntasks_per_node}"]
-    if settings.gres:
+    if settings.gpus_per_node is not None:
+        lines.append(f"#SBATCH --gpus-per-node {settings.gpus_per_node}")
+    elif settings.gres:
         lines.append(f"#SBATCH --gres {quote(settings.gres)}")
     for flag, value in settings.extra_flags:
         lines.append(f"#SBATCH --{flag}" + (f" {quote(value)}" if value is not None else ""))
     lines += ["#SBATCH --no-requeue",  # our own resubmission, below
               f"#SBATCH --output {quote(f'{log_dir}/{LOG_PATTERN}')}",
-              f"#SBATCH --comment {quote(comment(labels))}"]
+              f"#SBATCH --comment {quote(comment(labels, settings.comment))}"]
     return lines
 
 
@@ -92,7 +108,7 @@ def _chain(settings: SlurmSettings, log_dir: str, script: str, labels: Mapping[s
     rc_file = f'{quote(log_dir)}/slurm-"$SLURM_JOB_ID"{RC_SUFFIX}'
     limit = seconds(settings.max_walltime) if settings.max_walltime else 0
     resumable = "|".join(_RESUMABLE)
-    next_comment = quote(comment(labels) + f",{RESUBMIT_OF}=")
+    next_comment = quote(comment(labels, settings.comment) + f",{RESUBMIT_OF}=")
     return f"""\
 prev=${{1:-}}
 job_field() {{
@@ -127,12 +143,14 @@ next=$(sbatch --parsable --dependency=afternotok:"$SLURM_JOB_ID" --export=ALL \\
 """
 
 
-def _pyxis_words(spec: ContainerSpec, settings: SlurmSettings) -> list[str]:
+def _pyxis_words(spec: ContainerSpec, settings: SlurmSettings,
+                 step: tuple[str, ...] | None = None) -> list[str]:
+    """``srun --container-image`` of ``spec``; ``step``: the srun options placing it (default:
+    one task on the job's first node: the evaluation client, as in the reference)."""
     mounts = ",".join(f"{m.source.source}:{m.target}{':ro' if m.read_only else ''}"
                       for m in spec.mounts)
-    words = ["srun", f"--nodes {settings.num_nodes}",
-             f"--ntasks-per-node {settings.ntasks_per_node}",
-             f"--container-image {quote(spec.image)}"]
+    placing = step if step is not None else ("--nodes 1", "--ntasks 1")
+    words = ["srun", *placing, f"--container-image {quote(spec.image)}"]
     if mounts:
         words.append(f"--container-mounts {quote(mounts)}")
     names = sorted({v.name for v in spec.env})
@@ -158,6 +176,54 @@ def _pyxis_env(spec: ContainerSpec) -> str:
             default = "-" if var.runtime else ""
             lines.append(f'export {var.name}="${{{var.host_name}{default}}}"')
     return "".join(f"{line}\n" for line in lines)
+
+
+def _pyxis_with_server(spec: ContainerSpec, server: InJobServer, settings: SlurmSettings,
+                       log_dir: str, rc_file: str) -> str:
+    """The job's own model server in an ``srun`` step of its own (``num_nodes`` nodes,
+    ``deployment.n_tasks`` tasks, the reference's), ready
+    (its health path answers 200 on the node's loopback) before the evaluation step starts,
+    stopped when the evaluation ends or the job is cancelled. Both steps ``--overlap``: they
+    share the job's resources (the server holds the GPUs of ``--gres``)."""
+    log = quote(f"{log_dir}/{server.log_name}")
+    srv_step = ("--overlap", f"--nodes {settings.num_nodes}", f"--ntasks {settings.server_tasks}",
+                f"--output {log}")
+    eval_step = ("--overlap", "--nodes 1", "--ntasks 1")
+    health = quote(f"http://127.0.0.1:{server.port}{server.health_path}")
+    run_server = " \\\n  ".join(_pyxis_words(server.server, settings, srv_step))
+    run_eval = " \\\n  ".join(_pyxis_words(spec, settings, eval_step))
+    return f"""\
+stop_server() {{
+  if [[ -n ${{server_pid:-}} ]]; then
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+  fi
+  server_pid=
+}}
+not_ready() {{
+  echo "eval-launcher: the model server $1; its last lines:"
+  tail -n 20 {log} 2>/dev/null
+  stop_server
+  echo 125 > {rc_file}
+  if [[ -n $next ]]; then scancel "$next" 2>/dev/null || true; fi
+  exit 125
+}}
+trap 'stop_server; exit 143' TERM INT
+{_pyxis_env(server.server)}{run_server} &
+server_pid=$!
+waited=0
+until [[ $(curl -s -o /dev/null -w '%{{http_code}}' {health}) == 200 ]]; do
+  kill -0 "$server_pid" 2>/dev/null || not_ready "exited before it got ready"
+  (( waited >= {int(server.timeout * 5)} )) && not_ready "was not ready after {server.timeout:g} s"
+  sleep 0.2
+  waited=$(( waited + 1 ))
+done
+{_pyxis_env(spec)}{run_eval} &
+wait $!
+rc=$?
+stop_server
+(exit "$rc")
+"""
 
 
 def _docker(spec: ContainerSpec, how: str) -> str:
@@ -212,10 +278,10 @@ def render_run_sub(spec: ContainerSpec, settings: SlurmSettings, job_dir: str, t
                    server: InJobServer | None = None) -> str:
     """``run.sub`` for ``spec``; ``job_dir``: the job folder on the cluster's shared path;
     ``title``: what the header comment calls it (e.g. ``job abc.0 (task humaneval)``);
-    ``server``: the deployment, run inside the job (docker runtime)."""
+    ``server``: the deployment, run inside the job."""
     labels = dict(spec.labels if labels is None else labels)
     log_dir, script = f"{job_dir}/logs", f"{job_dir}/{RUN_SUB}"
-    header = "\n".join(sbatch_header(settings, job_name(spec), log_dir, labels))
+    header = "\n".join(sbatch_header(settings, job_name(spec, settings), log_dir, labels))
     every = [*spec.env, *(server.server.env if server is not None else ())]
     host_vars = sorted({v.host_name for v in every if v.host_name and not v.runtime})
     exported = (", ".join(host_vars) or "none") + " (sbatch --export)"
@@ -231,6 +297,8 @@ cleanup
 {_docker(spec, f"--rm --name {name}")} &
 wait $!
 """
+    elif server is not None:
+        body = _pyxis_with_server(spec, server, settings, log_dir, rc_file)
     else:
         run = " \\\n  ".join(_pyxis_words(spec, settings))
         body = f"{_pyxis_env(spec)}{run} &\nwait $!\n"

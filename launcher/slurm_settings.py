@@ -22,7 +22,9 @@ _DURATION = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _FLAG = re.compile(r"[a-z][a-z0-9-]*")
 # Keys of the Slurm executor; with execution.type: local each one is refused (see check_local).
 SLURM_KEYS = ("hostname", "username", "account", "partition", "gres", "walltime", "max_walltime",
-              "num_nodes", "ntasks_per_node", "sbatch_extra_flags", "container_runtime")
+              "num_nodes", "ntasks_per_node", "sbatch_extra_flags", "container_runtime",
+              "gpus_per_node", "sbatch_comment", "subproject", "cpu_partition", "num_instances",
+              "proxy", "eval_ray_cluster", "deployment")
 
 
 @attrs.frozen
@@ -39,6 +41,10 @@ class SlurmSettings:
     extra_flags: tuple[tuple[str, str | None], ...] = ()  # (flag, value or None for a switch)
     runtime: str = "pyxis"
     mount_home: bool = True
+    gpus_per_node: int | None = None  # --gpus-per-node (then no --gres)
+    comment: str | None = None  # sbatch_comment: before the labels in --comment
+    subproject: str | None = None
+    server_tasks: int = 1  # the deployment's srun --ntasks (execution.deployment.n_tasks)
 
     @property
     def remote(self) -> bool:
@@ -106,11 +112,33 @@ def _flags(value: dict[str, Any], source: str) -> tuple[tuple[str, str | None], 
     return tuple(out)
 
 
+def _not_here(execution: Execution, source: str) -> None:
+    """The reference's multi-instance and multi-node features: refused at their key."""
+    if execution.num_instances != 1:
+        raise ConfigError(f"one server instance per job only (several behind a proxy are not "
+                          f"built), got {execution.num_instances}: set execution.num_instances=1",
+                          source=source, key="execution.num_instances")
+    if execution.eval_ray_cluster:
+        raise ConfigError("a Ray cluster across the job's nodes is not built: set "
+                          "execution.eval_ray_cluster=false", source=source,
+                          key="execution.eval_ray_cluster")
+    if execution.mounts.auxiliary:
+        raise ConfigError("auxiliary deployments (a judge served in the job) are not built: "
+                          "serve it yourself and set the task's judge url; remove the key",
+                          source=source, key="execution.mounts.auxiliary")
+
+
 def settings(execution: Execution, source: str) -> SlurmSettings:
-    for key in ("num_nodes", "ntasks_per_node"):
-        if getattr(execution, key) < 1:
-            raise ConfigError(f"expected a positive integer, got {getattr(execution, key)}",
+    for key in ("num_nodes", "ntasks_per_node", "gpus_per_node"):
+        value = getattr(execution, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"expected a positive integer, got {value}",
                               source=source, key=f"execution.{key}")
+    n_tasks = execution.deployment.n_tasks
+    if n_tasks is not None and n_tasks < 1:
+        raise ConfigError(f"expected a positive integer, got {n_tasks}", source=source,
+                          key="execution.deployment.n_tasks")
+    _not_here(execution, source)
     if execution.container_runtime not in RUNTIMES:
         raise ConfigError(f"expected 'pyxis' (srun --container-image) or 'docker' (docker run "
                           f"on the node), got '{execution.container_runtime}'", source=source,
@@ -126,7 +154,10 @@ def settings(execution: Execution, source: str) -> SlurmSettings:
         max_walltime=_duration(execution.max_walltime, "max_walltime", source, nullable=True),
         num_nodes=execution.num_nodes, ntasks_per_node=execution.ntasks_per_node,
         extra_flags=_flags(execution.sbatch_extra_flags, source),
-        runtime=execution.container_runtime, mount_home=execution.mounts.mount_home)
+        runtime=execution.container_runtime, mount_home=execution.mounts.mount_home,
+        gpus_per_node=execution.gpus_per_node, comment=execution.sbatch_comment or None,
+        subproject=execution.subproject or None,
+        server_tasks=n_tasks if n_tasks is not None else execution.num_nodes)
 
 
 def check_local(execution: Execution, source: str) -> None:
@@ -139,6 +170,9 @@ def check_local(execution: Execution, source: str) -> None:
             raise ConfigError("is a key of the Slurm executor: set execution.type: slurm (or "
                               "defaults: [{execution: slurm/default}]), or remove the key",
                               source=source, key=f"execution.{key}")
+    if execution.mounts.auxiliary:
+        raise ConfigError("is a key of the Slurm executor: set execution.type: slurm, or "
+                          "remove the key", source=source, key="execution.mounts.auxiliary")
     if execution.mounts.mount_home != Mounts().mount_home:
         raise ConfigError("is a key of the Slurm executor (pyxis): set execution.type: slurm, "
                           "or remove the key", source=source, key="execution.mounts.mount_home")

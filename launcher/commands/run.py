@@ -151,7 +151,10 @@ def in_job_server(rec: InvocationRecord, image: str,
     ep = rec.jobs[0].plan.run_config["target"]["api_endpoint"]
     ours = {k: v for k, v in rec.server.container.labels.items() if k != labels_mod.LABEL_ROLE}
     waiter = waiter_spec(image, rec.server.plan, ep["url"], ep["model_id"], {**ours, **labels})
-    return slurm_script.InJobServer(rec.server.container.with_labels(labels), waiter)
+    plan = rec.server.plan
+    return slurm_script.InJobServer(rec.server.container.with_labels(labels), waiter,
+                                    port=plan.port, health_path=plan.health_path,
+                                    timeout=plan.readiness_timeout)
 
 
 def _say(line: str) -> None:

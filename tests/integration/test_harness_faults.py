@@ -99,16 +99,21 @@ def test_killed_five_times_then_resumed_requests_each_success_once(flaky, docker
             code = launchers[-1].get_wrapped_container().wait(timeout=120)["StatusCode"]
             if code == 0:
                 break  # the task had just finished: the kill came too late
-            kills += 1
             assert code == 1
             time.sleep(0.3)  # answers the endpoint still had on its latency timer: now settled
             answered = sum(gsm8k_counts(endpoint.stats()).values())
             lost.append(answered - committed(artifacts))
             assert b.status(invocation_id)[0]["state"] == "failed"
-            assert not (artifacts / "results.yml").exists()
+            # A kill between writing the scores and the container's exit still fails the task
+            # (resume runs it again, from the cache), but it did not interrupt the evaluation.
+            late = (artifacts / "results.yml").exists()
+            if not late:
+                kills += 1
             resumed = b.container("resume", invocation_id)
             resumed.start()
             launchers.append(resumed)
+            if late:
+                break
         code = launchers[-1].get_wrapped_container().wait(timeout=180)["StatusCode"]
         assert code == 0, launchers[-1].get_logs()
     finally:

@@ -52,3 +52,14 @@ def outside(tmp_path: Path) -> Path:
     secret.write_bytes(OUTSIDE)
     secret.chmod(0o600)
     return secret
+
+
+@pytest.fixture
+def finished(tmp_path, fake, capsys) -> tuple[str, object]:
+    """(output folder, run) for the export tests: one invocation of gsm8k (2/4) and
+    humaneval (2/3) by model m-a."""
+    from tests.unit.fake_runs import make_run
+
+    run = make_run(tmp_path, {"gsm8k": [1, 1, 0, 0], "humaneval": [1, 0, 1]}, model="m-a")
+    capsys.readouterr()
+    return str(tmp_path / "out"), run

@@ -60,3 +60,8 @@ def make_run(tmp_path: Path, per_task: Mapping[str, Sequence[int] | None],
 def _all(tmp_path: Path) -> list[runs.Run]:
     out = tmp_path / "out"
     return runs.all_runs(str(out)) if out.exists() else []
+
+
+def snapshot(folder: str) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes (to show that nothing changed)."""
+    return {str(p): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}

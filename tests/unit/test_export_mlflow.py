@@ -20,7 +20,7 @@ import pytest
 
 from launcher import __version__, cli
 from launcher.commands.export import export
-from tests.unit.fake_runs import make_run
+from tests.unit.fake_runs import snapshot
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.integration
@@ -72,17 +72,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         stop(proc)
         log.close()
-
-
-@pytest.fixture
-def finished(tmp_path, fake, capsys):
-    run = make_run(tmp_path, {"gsm8k": [1, 1, 0, 0], "humaneval": [1, 0, 1]}, model="m-a")
-    capsys.readouterr()
-    return str(tmp_path / "out"), run
-
-
-def snapshot(folder: str) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
 
 
 def test_export_twice_one_run_per_job(server, finished, capsys, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from launcher import __version__, cli
 from launcher.commands.export import export
-from tests.unit.fake_runs import make_run
+from tests.unit.fake_runs import snapshot
 from tests.unit.wandb_files import offline_runs
 
 pytest.importorskip("wandb")
@@ -32,17 +32,6 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     return folder
-
-
-@pytest.fixture
-def finished(tmp_path, fake, capsys):
-    run = make_run(tmp_path, {"gsm8k": [1, 1, 0, 0], "humaneval": [1, 0, 1]}, model="m-a")
-    capsys.readouterr()
-    return str(tmp_path / "out"), run
-
-
-def snapshot(folder: str) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
 
 
 def test_per_task_twice_one_run_per_job(offline, finished, capsys):

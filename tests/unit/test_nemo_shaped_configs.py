@@ -16,7 +16,8 @@ import yaml
 CONFIGS = Path(__file__).parent / "fixtures" / "nemo_configs"
 SECRET = "nvapi-nemo-shaped-0123456789abcdef"
 ENV = {"NGC_API_KEY": SECRET, "HF_TOKEN": "hf-secret-value-123456",
-       "HF_TOKEN_FOR_GPQA_DIAMOND": "hf-gpqa-secret-654321"}
+       "HF_TOKEN_FOR_GPQA_DIAMOND": "hf-gpqa-secret-654321",
+       "JUDGE_API_KEY": "judge-secret-value-778899", "API_KEY": "api-secret-value-445566"}
 
 
 def launcher(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,6 +36,7 @@ GOOD = {
     "slurm_eval_only": ["ifeval", "gsm8k"],
     "slurm_docker_runtime": ["humaneval"],
     "slurm_vllm": ["ifeval", "gsm8k"],
+    "slurm_pyxis_vllm": ["ns_ifbench", "ns_hle", "tau2_bench_telecom", "ruler-64k-chat"],
 }
 
 
@@ -42,6 +44,7 @@ GOOD = {
 def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
     config = CONFIGS / f"{name}.yaml"
     out = tmp_path / "out"
+    (tmp_path / "hf_cache").mkdir()  # execution.mounts.evaluation's ./hf_cache
     valid = launcher(tmp_path, "config", "validate", str(config))
     assert valid.returncode == 0, valid.stderr
     assert f"({len(GOOD[name])} tasks: {', '.join(GOOD[name])})" in valid.stdout
@@ -55,6 +58,9 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
     if name in ("vllm_deployment", "slurm_vllm"):  # the endpoint is the launcher's own model server
         assert document["config"]["target"]["api_endpoint"]["url"] == (
             "http://eval-launcher-server:8000/v1/chat/completions")
+    elif name == "slurm_pyxis_vllm":  # ... in a step of the same job, on the node's loopback
+        assert document["config"]["target"]["api_endpoint"]["url"] == (
+            "http://127.0.0.1:8000/v1/chat/completions")
     else:
         assert document["config"]["target"]["api_endpoint"]["api_key_name"] == "NGC_API_KEY"
     if name.startswith("slurm"):  # the batch scripts it would submit
@@ -64,6 +70,12 @@ def test_supported_families_dry_run_clean(tmp_path: Path, name: str) -> None:
         if name == "slurm_vllm":  # the server in each job, ready before the evaluation
             assert all("vllm/vllm-openai" in v and "--gpus all" in v and "probe-endpoint" in v
                        for v in subs.values())
+        if name == "slurm_pyxis_vllm":  # the server's srun step, its health, then the task's
+            for v in subs.values():
+                assert v.index("--container-image vllm/vllm-openai:v0.13.0") < v.index(
+                    "http://127.0.0.1:8000/health") < v.index("run_eval")
+                assert "API_KEY,HF_TOKEN,HOME,JUDGE_API_KEY" in v and "docker" not in v
+                assert "#SBATCH --job-name my_account-nemo-evaluator-launcher.eval-" in v
     assert not out.exists()  # a dry run writes nothing
 
 

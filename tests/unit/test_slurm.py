@@ -89,6 +89,10 @@ def test_walltime_forms() -> None:
     ({"num_nodes": 0}, "execution.num_nodes"),
     ({"sbatch_extra_flags": {"--bad": 1}}, "execution.sbatch_extra_flags.--bad"),
     ({"sbatch_extra_flags": {"x": [1]}}, "execution.sbatch_extra_flags.x"),
+    ({"gpus_per_node": 0}, "execution.gpus_per_node"),
+    ({"num_instances": 2}, "execution.num_instances"),
+    ({"eval_ray_cluster": True}, "execution.eval_ray_cluster"),
+    ({"mounts": Mounts(auxiliary={"judge": {"/a": "/b"}})}, "execution.mounts.auxiliary"),
 ])
 def test_bad_slurm_values_name_their_key(kw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -102,7 +106,33 @@ def test_slurm_keys_under_the_local_executor_are_refused() -> None:
     assert err.value.key == "execution.partition" and "execution.type: slurm" in err.value.message
     with pytest.raises(ConfigError):
         check_local(Execution(mounts=Mounts(mount_home=False)), "c.yaml")
+    for kw in ({"sbatch_comment": "x"}, {"num_instances": 2}, {"subproject": "p"}):
+        with pytest.raises(ConfigError, match="execution.type: slurm"):
+            check_local(Execution(**kw), "c.yaml")
     check_local(Execution(), "c.yaml")
+
+
+def test_the_reference_header_keys() -> None:
+    """gpus_per_node replaces gres; sbatch_comment goes before the labels (which are still
+    read back from it); subproject names the job as the reference does."""
+    from launcher.config import SlurmDeployment
+
+    ours = settings(slurm(gpus_per_node=4, sbatch_comment="team=evals, ticket 12",
+                          subproject="nel", num_nodes=2,
+                          deployment=SlurmDeployment(n_tasks=4)), "c")
+    text = slurm_script.render_run_sub(SPEC, ours, JOB_DIR, "job", server=SERVER)
+    assert "#SBATCH --gpus-per-node 4\n" in text and "--gres" not in text
+    assert "#SBATCH --job-name my-acct-nel.eval-launcher-abc-0\n" in text
+    line = next(x for x in text.splitlines() if x.startswith("#SBATCH --comment "))
+    assert line.startswith("#SBATCH --comment 'team=evals, ticket 12,eval-launcher.")
+    tags = slurm_script.parse_comment(line.removeprefix("#SBATCH --comment ").strip("'"))
+    assert tags == SPEC.labels
+    assert "--comment 'team=evals, ticket 12,eval-launcher." in text.split("next=", 1)[1]
+    server_step = text.split("--container-image vllm", 1)[0].rsplit("srun", 1)[1]
+    assert "--nodes 2" in server_step and "--ntasks 4" in server_step
+    eval_step = text.split("--container-image eval-launcher", 1)[0].rsplit("srun", 1)[1]
+    assert "--nodes 1" in eval_step and "--ntasks 1" in eval_step  # the client runs once
+    assert settings(slurm(num_nodes=3), "c").server_tasks == 3  # the reference's default
 
 
 def test_ssh_destination() -> None:
@@ -170,7 +200,10 @@ def test_chain_end_states(tmp_path: Path) -> None:
     assert fact is not None and fact.exit_code == slurm_script.EXIT_TIMEOUT
 
 
-def test_a_deployment_with_pyxis_is_refused_naming_the_runtime(tmp_path: Path) -> None:
+def test_a_deployment_is_reached_on_loopback_with_pyxis_and_by_name_with_docker(
+        tmp_path: Path) -> None:
+    """pyxis containers share the node's network (the server runs in a step of the same job,
+    as in the reference); docker's run on the job's own network, the server by its alias."""
     import yaml
 
     from launcher.config import load_config
@@ -179,10 +212,39 @@ def test_a_deployment_with_pyxis_is_refused_naming_the_runtime(tmp_path: Path) -
     path.write_text(yaml.safe_dump({
         "defaults": [{"execution": "slurm/default"}, {"deployment": "generic"}, "_self_"],
         "execution": {"output_dir": "/lustre/x"},
-        "deployment": {"image": "srv:1", "served_model_name": "m", "command": "serve"},
+        "deployment": {"image": "srv:1", "served_model_name": "m", "command": "serve",
+                       "port": 9000},
         "evaluation": {"tasks": [{"name": "humaneval"}]}}))
-    with pytest.raises(ConfigError) as err:
-        load_config(str(path))
-    assert err.value.key == "execution.container_runtime" and "docker" in err.value.message
+    config, _ = load_config(str(path))
+    assert config.execution.container_runtime == "pyxis"
+    assert config.target.api_endpoint.url == "http://127.0.0.1:9000/v1/chat/completions"
     config, _ = load_config(str(path), ["execution.container_runtime=docker"])
-    assert config.execution.type == "slurm" and config.deployment.type == "generic"
+    assert config.target.api_endpoint.url == (
+        "http://eval-launcher-server:9000/v1/chat/completions")
+
+
+SERVER = slurm_script.InJobServer(
+    server=ContainerSpec(
+        image="vllm/vllm-openai:v0.9.0", entrypoint="vllm",
+        command=("serve", "/checkpoint", "--port", "8000", "--served-model-name", "m"),
+        name="eval-launcher-abc-server",
+        env=(EnvVar("HF_TOKEN", host_name="HF_TOKEN"), EnvVar("VLLM_LOG", literal="info")),
+        mounts=(MountSpec("/checkpoint", HostSource("bind", "/lustre/ckpt"), read_only=True),),
+        labels={"eval-launcher.invocation": "abc", "eval-launcher.role": "server"}),
+    waiter=ContainerSpec(image="eval-launcher:latest", entrypoint="launcher",
+                         command=("probe-endpoint",), name="eval-launcher-abc-waiter"),
+    port=8000, health_path="/health", timeout=600.0)
+
+
+def test_run_sub_with_a_pyxis_deployment_matches_its_golden_file() -> None:
+    """The server's srun step in the background with its log, a curl poll of its health on
+    the node's loopback, then the evaluation step; both --overlap."""
+    text = slurm_script.render_run_sub(SPEC, settings(slurm(), "c.yaml"), JOB_DIR,
+                                       "job abc.0 (task humaneval)", server=SERVER)
+    golden = GOLDEN / "pyxis_deployment.sub"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    assert text == golden.read_text()
+    assert "HF_TOKEN, MY_KEY, NGC_API_KEY (sbatch --export)" in text
+    assert text.index("--container-image vllm/vllm-openai:v0.9.0") < text.index(
+        "curl") < text.index("--container-image eval-launcher:latest")
