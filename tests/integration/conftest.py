@@ -13,6 +13,7 @@ at those.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import uuid
 
@@ -21,6 +22,7 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 import json  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -70,8 +72,12 @@ def launcher_image(docker_client: docker.DockerClient) -> str:
     """The image built from this checkout by the project's own build script (warm: seconds)."""
     tag = os.environ.get("EVAL_LAUNCHER_TEST_IMAGE", "eval-launcher:latest")
     if os.environ.get("EVAL_LAUNCHER_SKIP_BUILD") != "1":
-        proc = subprocess.run(["bash", str(REPO / "scripts" / "build-images.sh"), "--quiet",
-                               "--tag", tag], capture_output=True, text=True)
+        # one build at a time (pytest -n: each worker has this session fixture)
+        lock = Path(tempfile.gettempdir()) / "eval-launcher-test-build.lock"
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            proc = subprocess.run(["bash", str(REPO / "scripts" / "build-images.sh"),
+                                   "--quiet", "--tag", tag], capture_output=True, text=True)
         if proc.returncode != 0:
             pytest.fail(f"building {tag} failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
     docker_client.images.get(tag)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.conftest import ours
+
 pytestmark = pytest.mark.integration
 
 
@@ -29,7 +31,8 @@ def test_run_offline_without_cached_gsm8k_exits_3_before_anything_starts(tmp_pat
     env = {**os.environ, "EVAL_LAUNCHER_CACHE": str(cache),
            "EVAL_LAUNCHER_GSM8K_URL": "http://127.0.0.1:9/test.jsonl"}
     env.pop("GSM8K_DATA_DIR", None)
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    mine = ours("eval-launcher.invocation")  # this test session's (other sessions run too)
+    before = {c.id for c in docker_client.containers.list(all=True, filters=mine)}
     proc = subprocess.run([sys.executable, "-m", "launcher", "run", "-c", str(config)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 3, proc.stderr
@@ -38,9 +41,7 @@ def test_run_offline_without_cached_gsm8k_exits_3_before_anything_starts(tmp_pat
                            f" not in the dataset cache {cache} and cannot be fetched")
     assert line.endswith("-o evaluation.tasks.1.dataset_dir=/path/to/gsm8k")
     assert list(out.iterdir()) == []
-    # Other users' containers may come and go; none of the new ones is ours.
-    new = [c for c in docker_client.containers.list(all=True) if c.id not in before]
-    assert not [c for c in new if "eval-launcher.invocation" in c.labels]
+    assert {c.id for c in docker_client.containers.list(all=True, filters=mine)} == before
     # --dry-run never downloads: it plans without the cache.
     dry = subprocess.run([sys.executable, "-m", "launcher", "run", "--dry-run", "-c",
                           str(config)], capture_output=True, text=True, env=env, timeout=120)
