@@ -34,6 +34,7 @@ LOG_PATTERN = "slurm-%j.log"  # in the job's logs/ folder; a resubmitted job wri
 RC_SUFFIX = ".rc"  # logs/slurm-<id>.rc: the container's exit code, when it ended by itself
 WALLTIME_FILE = "slurm-walltime"  # logs/: seconds the chain has run so far
 EXIT_TIMEOUT = 124
+SERVER_LOG = "server.log"  # logs/: the output of the job's own model server (a deployment)
 _RESUMABLE = ("TIMEOUT", "PREEMPTED", "NODE_FAIL")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -50,7 +51,7 @@ class InJobServer:
     port: int = 8000
     health_path: str = "/health"
     timeout: float = 1800.0  # seconds to get ready
-    log_name: str = "server.log"  # in the job's logs/ folder
+    log_name: str = SERVER_LOG  # in the job's logs/ folder
 
 
 def comment(labels: Mapping[str, str], note: str | None = None) -> str:

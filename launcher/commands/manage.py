@@ -14,6 +14,7 @@ from collections.abc import Callable
 from launcher import labels, record, report, runs, safe_fs
 from launcher.backends.base import Backend
 from launcher.errors import EnvironmentProblem
+from launcher.plan import Job
 from launcher.record import ExitMark, JobState, LauncherInfo, Marker, job_folder
 from launcher.status import GONE, JobStatus, invocation_state, job_status
 
@@ -119,14 +120,33 @@ def server_status(run: runs.Run, backend: Backend | None) -> dict[str, str | Non
         return None
     from launcher import server
 
+    ident = f"{run.invocation_id}{SERVER_SUFFIX}"
+    jobs = _server_logs_in_jobs(run)
+    if jobs:  # Slurm: a server of its own in each job, its output in the job's logs/
+        return {"id": ident, "type": rec.plan.type, "image": rec.container.image,
+                "health_url": rec.plan.health_url, "state": "in each Slurm job",
+                "note": f"({len(jobs)} jobs: launcher status {run.invocation_id})",
+                "container": None, "log": " ".join(path for _, path in jobs)}
     state, rest = server.read_state(run.dir)
     found = backend.find({labels.LABEL_INVOCATION: run.invocation_id,
                           labels.LABEL_ROLE: labels.ROLE_SERVER}) if backend else []
-    return {"id": f"{run.invocation_id}{SERVER_SUFFIX}", "type": rec.plan.type,
+    return {"id": ident, "type": rec.plan.type,
             "image": rec.container.image, "health_url": rec.plan.health_url,
             "state": state.value if state else "not started", "note": rest,
             "container": found[0].fact.status if found else None,
             "log": os.path.join(run.dir, record.SERVER_LOG)}
+
+
+def _server_logs_in_jobs(run: runs.Run) -> list[tuple[Job, str]]:
+    """(job, its server log) when the deployment runs inside each job (Slurm); else []."""
+    from launcher.backends import recorded_execution
+    from launcher.slurm_script import SERVER_LOG
+
+    execution = recorded_execution(run.record.config)
+    if execution is None or execution.type != "slurm":
+        return []
+    return [(job, os.path.join(job_folder(job).logs, SERVER_LOG))
+            for job in run.invocation().jobs]
 
 
 def server_line(found: dict[str, str | None]) -> str:
@@ -213,18 +233,31 @@ def server_logs(run: runs.Run, follow: bool) -> int:
     until the server is stopped or failed."""
     from launcher import server
 
+    in_jobs = _server_logs_in_jobs(run)
+    for job, path in in_jobs:  # Slurm: each job's own server, in job order
+        print(f"==> {job.job_id} (task {job.task}): {path} <==", flush=True)
+        offset = _print_file(path)
+        if follow:
+            _follow_file(path, offset, functools.partial(job_folder(job).has, Marker.EXIT))
+    if in_jobs:
+        return 0
     path = os.path.join(run.dir, record.SERVER_LOG)
-    offset = 0
-    if os.path.lexists(path):  # a link or FIFO there: one line, never followed
-        with safe_fs.open_read(path) as fh:
-            data = fh.read()
-        offset = len(data)
-        sys.stdout.write(data.decode("utf-8", "replace"))
-        sys.stdout.flush()
+    offset = _print_file(path)  # a link or FIFO there: one line, never followed
     if follow:
         _follow_file(path, offset, lambda: server.read_state(run.dir)[0] in (
             server.ServerState.STOPPED, server.ServerState.FAILED))
     return 0
+
+
+def _print_file(path: str) -> int:
+    """Print what ``path`` holds (nothing when it is missing); its length."""
+    if not os.path.lexists(path):
+        return 0
+    with safe_fs.open_read(path) as fh:
+        data = fh.read()
+    sys.stdout.write(data.decode("utf-8", "replace"))
+    sys.stdout.flush()
+    return len(data)
 
 
 def _follow_file(path: str, offset: int, ended: Callable[[], bool]) -> None:

@@ -260,7 +260,17 @@ def test_a_deployment_runs_inside_each_slurm_job(slurm_run, docker_client,
     inv = only_invocation(results)
     invocation = inv.name.rsplit("-", 1)[1]
     assert score(inv / "humaneval.0", "humaneval", "pass@1") == 0.5
-    assert (inv / "humaneval.0" / "logs" / "server.log").stat().st_size > 0
+    server_log = inv / "humaneval.0" / "logs" / "server.log"
+    assert server_log.stat().st_size > 0
     assert "probe-endpoint" in (inv / "humaneval.0" / "run.sub").read_text()
+    # <id>.server: the server of each job, and its log in that job's folder
+    status = launcher("status", f"{invocation}.server", "--json")
+    assert status.returncode == 0, status.stderr
+    found = json.loads(status.stdout)
+    assert found["state"] == "in each Slurm job" and found["log"] == str(server_log)
+    logs = launcher("logs", f"{invocation}.server")
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.startswith(f"==> {invocation}.0 (task humaneval): {server_log} <==\n")
+    assert server_log.read_text() in logs.stdout
     assert not active(invocation) and not containers(docker_client, invocation)
     assert not docker_client.networks.list(filters={"name": f"eval-launcher-{invocation}"})
