@@ -95,8 +95,15 @@ class Execution:
     deployment: SlurmDeployment = attrs.field(factory=SlurmDeployment)
 
     def readiness_timeout(self, deployed: bool) -> float:
+        """Seconds to wait for the endpoint: the key; else 30 s for an endpoint that already
+        runs, 600 s for a deployment, the walltime for one inside a Slurm job (as the
+        reference: the image import and the model download count too)."""
         if self.endpoint_readiness_timeout is not None:
             return self.endpoint_readiness_timeout
+        if deployed and self.type == "slurm":
+            from launcher.slurm_settings import walltime_seconds
+
+            return float(walltime_seconds(self.walltime))
         return 600.0 if deployed else 30.0
 
 

@@ -17,6 +17,7 @@ job carries ``eval-launcher.resubmit-of=<previous id>`` in its comment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from shlex import quote
 
@@ -179,20 +180,31 @@ def _pyxis_env(spec: ContainerSpec) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+def _step(env: str, words: list[str], redirect: str = "") -> str:
+    """An ``srun`` step in the background, its variables set in a subshell of its own (so
+    neither the batch shell nor the other step sees them); ``$!`` is the srun."""
+    body = "".join(f"  {line}\n" for line in env.splitlines())
+    run = " \\\n    ".join(words)
+    return f"(\n{body}  exec {run}\n){redirect} &\n"
+
+
 def _pyxis_with_server(spec: ContainerSpec, server: InJobServer, settings: SlurmSettings,
                        log_dir: str, rc_file: str) -> str:
     """The job's own model server in an ``srun`` step of its own (``num_nodes`` nodes,
-    ``deployment.n_tasks`` tasks, the reference's), ready
-    (its health path answers 200 on the node's loopback) before the evaluation step starts,
-    stopped when the evaluation ends or the job is cancelled. Both steps ``--overlap``: they
-    share the job's resources (the server holds the GPUs of ``--gres``)."""
+    ``deployment.n_tasks`` tasks, the reference's; its output and srun's own appended to
+    ``logs/server.log``), ready (its health path answers 200 on this node's loopback) before
+    the evaluation step starts on this node, stopped when the evaluation ends or the job is
+    cancelled. Both steps ``--overlap``: they share the job's resources (the server holds the
+    GPUs of ``--gres``)."""
     log = quote(f"{log_dir}/{server.log_name}")
-    srv_step = ("--overlap", f"--nodes {settings.num_nodes}", f"--ntasks {settings.server_tasks}",
-                f"--output {log}")
-    eval_step = ("--overlap", "--nodes 1", "--ntasks 1")
+    srv_step = ("--overlap", f"--nodes {settings.num_nodes}", f"--ntasks {settings.server_tasks}")
+    eval_step = ("--overlap", "--nodes 1", "--ntasks 1",
+                 '--nodelist "${SLURMD_NODENAME:-$(hostname)}"')
     health = quote(f"http://127.0.0.1:{server.port}{server.health_path}")
-    run_server = " \\\n  ".join(_pyxis_words(server.server, settings, srv_step))
-    run_eval = " \\\n  ".join(_pyxis_words(spec, settings, eval_step))
+    limit = max(1, math.ceil(server.timeout))
+    run_server = _step(_pyxis_env(server.server), _pyxis_words(server.server, settings, srv_step),
+                       f" >>{log} 2>&1")
+    run_eval = _step(_pyxis_env(spec), _pyxis_words(spec, settings, eval_step))
     return f"""\
 stop_server() {{
   if [[ -n ${{server_pid:-}} ]]; then
@@ -209,19 +221,21 @@ not_ready() {{
   if [[ -n $next ]]; then scancel "$next" 2>/dev/null || true; fi
   exit 125
 }}
-trap 'stop_server; exit 143' TERM INT
-{_pyxis_env(server.server)}{run_server} &
-server_pid=$!
-waited=0
-until [[ $(curl -s -o /dev/null -w '%{{http_code}}' {health}) == 200 ]]; do
+trap 'if [[ -n ${{eval_pid:-}} ]]; then kill "$eval_pid" 2>/dev/null; fi; stop_server; exit 143' \\
+  TERM INT
+{run_server}server_pid=$!
+command -v curl >/dev/null || not_ready "cannot be polled: no curl on this node's PATH"
+deadline=$(( SECONDS + {limit} ))
+until [[ $(curl -q -s --noproxy '*' --connect-timeout 2 --max-time 5 -o /dev/null \\
+             -w '%{{http_code}}' {health}) == 200 ]]; do
   kill -0 "$server_pid" 2>/dev/null || not_ready "exited before it got ready"
-  (( waited >= {int(server.timeout * 5)} )) && not_ready "was not ready after {server.timeout:g} s"
+  (( SECONDS >= deadline )) && not_ready "was not ready after {server.timeout:g} s"
   sleep 0.2
-  waited=$(( waited + 1 ))
 done
-{_pyxis_env(spec)}{run_eval} &
-wait $!
+{run_eval}eval_pid=$!
+wait "$eval_pid"
 rc=$?
+eval_pid=
 stop_server
 (exit "$rc")
 """

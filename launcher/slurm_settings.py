@@ -73,6 +73,17 @@ def seconds(text: str) -> int:
     return ((d * 24 + h) * 60 + m) * 60 + s
 
 
+def walltime_seconds(value: Any) -> int:
+    """``execution.walltime`` in seconds (one hour when it is not a Slurm time: the settings
+    check reports that at its key)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    try:
+        return seconds(str(value))
+    except ValueError:
+        return 3600
+
+
 def hms(total: int) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
@@ -128,6 +139,15 @@ def _not_here(execution: Execution, source: str) -> None:
                           source=source, key="execution.mounts.auxiliary")
 
 
+def _comment(text: str | None, source: str) -> None:
+    """The launcher finds its jobs by the labels after the user's comment in ``--comment``
+    (``squeue -o '%i|%T|%k|%o'``): no ``|``, no line break, none of its own labels."""
+    if text and ("|" in text or "\n" in text or "\r" in text or "eval-launcher." in text):
+        raise ConfigError("a job comment without '|', line breaks or 'eval-launcher.' (the "
+                          "launcher's labels follow it in --comment)", source=source,
+                          key="execution.sbatch_comment")
+
+
 def settings(execution: Execution, source: str) -> SlurmSettings:
     for key in ("num_nodes", "ntasks_per_node", "gpus_per_node"):
         value = getattr(execution, key)
@@ -138,6 +158,11 @@ def settings(execution: Execution, source: str) -> SlurmSettings:
     if n_tasks is not None and n_tasks < 1:
         raise ConfigError(f"expected a positive integer, got {n_tasks}", source=source,
                           key="execution.deployment.n_tasks")
+    if n_tasks is not None and n_tasks < execution.num_nodes:
+        raise ConfigError(f"expected at least one task per node (num_nodes is "
+                          f"{execution.num_nodes}), got {n_tasks}", source=source,
+                          key="execution.deployment.n_tasks")
+    _comment(execution.sbatch_comment, source)
     _not_here(execution, source)
     if execution.container_runtime not in RUNTIMES:
         raise ConfigError(f"expected 'pyxis' (srun --container-image) or 'docker' (docker run "
@@ -167,9 +192,10 @@ def check_local(execution: Execution, source: str) -> None:
     default = Execution()
     for key in SLURM_KEYS:
         if getattr(execution, key) != getattr(default, key):
+            where = "deployment.n_tasks" if key == "deployment" else key
             raise ConfigError("is a key of the Slurm executor: set execution.type: slurm (or "
                               "defaults: [{execution: slurm/default}]), or remove the key",
-                              source=source, key=f"execution.{key}")
+                              source=source, key=f"execution.{where}")
     if execution.mounts.auxiliary:
         raise ConfigError("is a key of the Slurm executor: set execution.type: slurm, or "
                           "remove the key", source=source, key="execution.mounts.auxiliary")

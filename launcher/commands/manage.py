@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from launcher import labels, record, report, runs, safe_fs
 from launcher.backends.base import Backend
@@ -112,7 +113,7 @@ def status(output_dir: str, ident: str | None, as_json: bool) -> int:
     return 0
 
 
-def server_status(run: runs.Run, backend: Backend | None) -> dict[str, str | None] | None:
+def server_status(run: runs.Run, backend: Backend | None) -> dict[str, Any] | None:
     """The model server of a deployment: its recorded state and what the engine says (the
     ``status <id>.server --json`` object); None without a deployment."""
     rec = run.record.server
@@ -123,10 +124,18 @@ def server_status(run: runs.Run, backend: Backend | None) -> dict[str, str | Non
     ident = f"{run.invocation_id}{SERVER_SUFFIX}"
     jobs = _server_logs_in_jobs(run)
     if jobs:  # Slurm: a server of its own in each job, its output in the job's logs/
-        return {"id": ident, "type": rec.plan.type, "image": rec.container.image,
-                "health_url": rec.plan.health_url, "state": "in each Slurm job",
+        from launcher.backends import recorded_execution
+        from launcher.deployment import LOOPBACK
+
+        execution = recorded_execution(run.record.config)
+        pyxis = execution is not None and execution.container_runtime != "docker"
+        plan = rec.plan
+        health = (f"http://{LOOPBACK}:{plan.port}{plan.health_path}" if pyxis
+                  else plan.health_url)
+        return {"id": ident, "type": plan.type, "image": rec.container.image,
+                "health_url": health, "state": "in each Slurm job",
                 "note": f"({len(jobs)} jobs: launcher status {run.invocation_id})",
-                "container": None, "log": " ".join(path for _, path in jobs)}
+                "container": None, "log": jobs[0][1], "logs": [path for _, path in jobs]}
     state, rest = server.read_state(run.dir)
     found = backend.find({labels.LABEL_INVOCATION: run.invocation_id,
                           labels.LABEL_ROLE: labels.ROLE_SERVER}) if backend else []
@@ -149,10 +158,11 @@ def _server_logs_in_jobs(run: runs.Run) -> list[tuple[Job, str]]:
             for job in run.invocation().jobs]
 
 
-def server_line(found: dict[str, str | None]) -> str:
+def server_line(found: dict[str, Any]) -> str:
     engine = f"container {found['container']}" if found["container"] else "no container"
     return (f"server {found['type']} {found['image']} ({found['health_url']}): "
-            f"{found['state']} {found['note']}; {engine}; log {found['log']}")
+            f"{found['state']} {found['note']}; {engine}; "
+            f"log {' '.join(found.get('logs') or [found['log']])}")
 
 
 def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:

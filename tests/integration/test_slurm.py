@@ -267,7 +267,8 @@ def test_a_deployment_runs_inside_each_slurm_job(slurm_run, docker_client,
     status = launcher("status", f"{invocation}.server", "--json")
     assert status.returncode == 0, status.stderr
     found = json.loads(status.stdout)
-    assert found["state"] == "in each Slurm job" and found["log"] == str(server_log)
+    assert found["state"] == "in each Slurm job" and found["logs"] == [str(server_log)]
+    assert found["health_url"] == "http://eval-launcher-server:8000/health"  # docker runtime
     logs = launcher("logs", f"{invocation}.server")
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.startswith(f"==> {invocation}.0 (task humaneval): {server_log} <==\n")

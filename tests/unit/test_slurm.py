@@ -4,6 +4,7 @@ files for both container runtimes), the CLI output parsers, and chains of resubm
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from launcher import slurm_script
 from launcher.backends.slurm import SlurmBackend
 from launcher.backends.slurm_cli import SlurmJob, parse_sacct, parse_sbatch, parse_squeue
-from launcher.config import Execution, Mounts
+from launcher.config import Execution, Mounts, SlurmDeployment
 from launcher.envvars import EnvVar
 from launcher.errors import ConfigError
 from launcher.hostpaths import HostSource
@@ -93,6 +94,11 @@ def test_walltime_forms() -> None:
     ({"num_instances": 2}, "execution.num_instances"),
     ({"eval_ray_cluster": True}, "execution.eval_ray_cluster"),
     ({"mounts": Mounts(auxiliary={"judge": {"/a": "/b"}})}, "execution.mounts.auxiliary"),
+    ({"sbatch_comment": "cost|center=7"}, "execution.sbatch_comment"),
+    ({"sbatch_comment": "two\nlines"}, "execution.sbatch_comment"),
+    ({"sbatch_comment": "eval-launcher.job=x.0"}, "execution.sbatch_comment"),
+    ({"num_nodes": 2, "deployment": SlurmDeployment(n_tasks=1)},
+     "execution.deployment.n_tasks"),
 ])
 def test_bad_slurm_values_name_their_key(kw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -109,14 +115,16 @@ def test_slurm_keys_under_the_local_executor_are_refused() -> None:
     for kw in ({"sbatch_comment": "x"}, {"num_instances": 2}, {"subproject": "p"}):
         with pytest.raises(ConfigError, match="execution.type: slurm"):
             check_local(Execution(**kw), "c.yaml")
+    with pytest.raises(ConfigError) as err:
+        check_local(Execution(deployment=SlurmDeployment(n_tasks=2)), "c.yaml")
+    assert err.value.key == "execution.deployment.n_tasks"
     check_local(Execution(), "c.yaml")
 
 
 def test_the_reference_header_keys() -> None:
     """gpus_per_node replaces gres; sbatch_comment goes before the labels (which are still
-    read back from it); subproject names the job as the reference does."""
-    from launcher.config import SlurmDeployment
-
+    read back from it, as squeue prints them); subproject names the job as the reference
+    does."""
     ours = settings(slurm(gpus_per_node=4, sbatch_comment="team=evals, ticket 12",
                           subproject="nel", num_nodes=2,
                           deployment=SlurmDeployment(n_tasks=4)), "c")
@@ -125,14 +133,23 @@ def test_the_reference_header_keys() -> None:
     assert "#SBATCH --job-name my-acct-nel.eval-launcher-abc-0\n" in text
     line = next(x for x in text.splitlines() if x.startswith("#SBATCH --comment "))
     assert line.startswith("#SBATCH --comment 'team=evals, ticket 12,eval-launcher.")
-    tags = slurm_script.parse_comment(line.removeprefix("#SBATCH --comment ").strip("'"))
-    assert tags == SPEC.labels
+    listed = parse_squeue(f"12|RUNNING|{shlex.split(line)[2]}|{JOB_DIR}/run.sub\n")
+    assert slurm_script.parse_comment(listed[0].comment) == SPEC.labels
     assert "--comment 'team=evals, ticket 12,eval-launcher." in text.split("next=", 1)[1]
     server_step = text.split("--container-image vllm", 1)[0].rsplit("srun", 1)[1]
     assert "--nodes 2" in server_step and "--ntasks 4" in server_step
     eval_step = text.split("--container-image eval-launcher", 1)[0].rsplit("srun", 1)[1]
     assert "--nodes 1" in eval_step and "--ntasks 1" in eval_step  # the client runs once
     assert settings(slurm(num_nodes=3), "c").server_tasks == 3  # the reference's default
+
+
+def test_a_deployment_in_a_slurm_job_waits_up_to_the_walltime_by_default() -> None:
+    """As the reference: the image import and the model download happen inside the job."""
+    assert slurm(walltime="04:00:00").readiness_timeout(deployed=True) == 14400
+    assert slurm(walltime=3600).readiness_timeout(deployed=True) == 3600  # YAML 1.1's 01:00:00
+    assert slurm(endpoint_readiness_timeout=90).readiness_timeout(deployed=True) == 90
+    assert slurm().readiness_timeout(deployed=False) == 30
+    assert Execution().readiness_timeout(deployed=True) == 600
 
 
 def test_ssh_destination() -> None:

@@ -6,9 +6,11 @@ loopback). The server is a real HTTP server; the evaluation a real ``curl`` agai
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,8 +57,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_sub(tmp_path: Path, server_args: tuple[str, ...], port: int,
-            timeout: float = 30.0) -> tuple[subprocess.CompletedProcess[str], Path]:
+def write_run_sub(tmp_path: Path, server_args: tuple[str, ...], port: int,
+                  timeout: float = 30.0, then: str = "") -> tuple[Path, dict[str, str], Path]:
+    """(run.sub, its environment, the job folder); ``then``: shell the evaluation runs after
+    its request."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(SRUN)
@@ -69,18 +73,26 @@ def run_sub(tmp_path: Path, server_args: tuple[str, ...], port: int,
     evaluation = ContainerSpec(
         image="eval-launcher:latest", entrypoint="/bin/sh",
         command=("-c", f'curl -sf "http://127.0.0.1:{port}/v1/chat/completions?k=$API_KEY" '
-                       f'-o {answer}'),
+                       f'-o {answer}; echo "${{SERVER_ONLY-unset}}" > {job_dir}/seen; {then}'),
         name="eval-launcher-abc-0", env=(EnvVar("API_KEY", host_name="MY_KEY"),),
         labels={"eval-launcher.job": "abc.0"})
     server = slurm_script.InJobServer(
         server=ContainerSpec(image="vllm/vllm-openai:v0", entrypoint=sys.executable,
-                             command=server_args, name="eval-launcher-abc-server"),
+                             command=server_args, name="eval-launcher-abc-server",
+                             env=(EnvVar("SERVER_ONLY", literal="1"),)),
         waiter=ContainerSpec(image="unused"), port=port, timeout=timeout)
     script = tmp_path / "run.sub"
     script.write_text(slurm_script.render_run_sub(evaluation, SlurmSettings(), str(job_dir),
                                                   "job", server=server))
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7",
            "MY_KEY": "k1"}
+    env.pop("SERVER_ONLY", None)
+    return script, env, job_dir
+
+
+def run_sub(tmp_path: Path, server_args: tuple[str, ...], port: int,
+            timeout: float = 30.0) -> tuple[subprocess.CompletedProcess[str], Path]:
+    script, env, job_dir = write_run_sub(tmp_path, server_args, port, timeout)
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env,
                           timeout=60)
     return proc, job_dir
@@ -104,6 +116,53 @@ def test_the_evaluation_runs_once_the_server_is_healthy_and_the_server_is_stoppe
     assert "request /health 503" in log and "request /health 200" in log
     assert log.index("request /health 200") < log.index(asked[0])
     assert not port_open(port)  # the server ended with the job
+    assert (job_dir / "seen").read_text() == "unset\n"  # the server's variables stay its own
+
+
+def test_a_cancelled_job_stops_both_steps(tmp_path: Path) -> None:
+    """TERM to the batch script (scancel --batch, a signal before the walltime): the
+    evaluation step and the server are stopped, exit 143."""
+    port = free_port()
+    script, env, job_dir = write_run_sub(tmp_path, ("-c", SERVER, str(port)), port,
+                                         then=f"echo $$ > {tmp_path}/eval.pid; exec sleep 60")
+    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    pid_file = tmp_path / "eval.pid"
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.05)
+    evaluation = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    time.sleep(0.2)
+    assert not alive(evaluation)
+    assert not port_open(port)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_health_path_that_never_answers_is_bounded(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers (loading) does not hang the poll:
+    each curl is bounded, the readiness timeout holds."""
+    port = free_port()
+    silent = ("-c", "import socket, sys, time\ns = socket.socket()\n"
+                    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                    "s.bind(('127.0.0.1', int(sys.argv[1])))\ns.listen(64)\n"
+                    "print('listening', flush=True)\nconns = []\n"
+                    "while True:\n    conns.append(s.accept())", str(port))
+    started = time.monotonic()
+    proc, job_dir = run_sub(tmp_path, silent, port, timeout=1.0)
+    took = time.monotonic() - started
+    assert proc.returncode == 125, proc.stdout + proc.stderr
+    assert "was not ready after 1 s" in proc.stdout and "listening" in proc.stdout
+    assert took < 20, took
 
 
 @pytest.mark.parametrize(("server_args", "timeout", "said"), [
