@@ -202,10 +202,12 @@ def info(output_dir: str, ident: str) -> int:
     print(f"rerun all    bash {host}/{RUN_ALL[0]}")
     if rec.user_provided_metadata:
         print(f"metadata     {json.dumps(rec.user_provided_metadata, sort_keys=True)}")
-    if rec.server is not None:
-        print(f"server       {rec.server.container.image}  {host}/server.sh start|stop   "
-              f"env: {', '.join(rec.server.env_names) or '-'}")
     slurm = ((rec.config or {}).get("execution") or {}).get("type") == "slurm"
+    if rec.server is not None:
+        where = ("in each job's run.sub (its log: logs/server.log)" if slurm
+                 else f"{host}/server.sh start|stop")
+        print(f"server       {rec.server.container.image}  {where}   "
+              f"env: {', '.join(rec.server.env_names) or '-'}")
     for job in run.jobs:
         print(f"job {job.job_id}  {job.task:<12} {host}/{job.dir}/{RUN_SH}   "
               f"env: {', '.join(job.env_names) or '-'}")

@@ -273,5 +273,7 @@ def test_a_deployment_runs_inside_each_slurm_job(slurm_run, docker_client,
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.startswith(f"==> {invocation}.0 (task humaneval): {server_log} <==\n")
     assert server_log.read_text() in logs.stdout
+    shown = launcher("info", invocation)
+    assert "in each job's run.sub (its log: logs/server.log)" in shown.stdout, shown.stdout
     assert not active(invocation) and not containers(docker_client, invocation)
     assert not docker_client.networks.list(filters={"name": f"eval-launcher-{invocation}"})
