@@ -246,12 +246,16 @@ def server_logs(run: runs.Run, follow: bool) -> int:
     from launcher import server
 
     in_jobs = _server_logs_in_jobs(run)
-    for job, path in in_jobs:  # Slurm: each job's own server, in job order
-        print(f"==> {job.job_id} (task {job.task}): {path} <==", flush=True)
+    followed: list[Followed] = []
+    for job, path in in_jobs:  # Slurm: each job's own server, in job order, then followed
+        header = f"==> {job.job_id} (task {job.task}): {path} <=="
+        print(header, flush=True)
         offset = _print_file(path)
-        if follow:
-            _follow_file(path, offset, functools.partial(job_folder(job).has, Marker.EXIT))
+        followed.append((header, path, offset,
+                         functools.partial(job_folder(job).has, Marker.EXIT)))
     if in_jobs:
+        if follow:  # the last one printed is the current one
+            _follow_files(followed[-1:] + followed[:-1])
         return 0
     path = os.path.join(run.dir, record.SERVER_LOG)
     offset = _print_file(path)  # a link or FIFO there: one line, never followed
@@ -275,21 +279,38 @@ def _print_file(path: str) -> int:
 def _follow_file(path: str, offset: int, ended: Callable[[], bool]) -> None:
     """Tail the log file until ``ended()`` (checked before each read: the last lines are
     printed)."""
-    while True:
-        done = ended()
-        try:
-            with safe_fs.open_read(path) as fh:
-                fh.seek(offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            chunk = b""
-        if chunk:
-            offset += len(chunk)
-            sys.stdout.write(chunk.decode("utf-8", "replace"))
-            sys.stdout.flush()
-        if done:
-            return
-        time.sleep(0.3)
+    _follow_files([(None, path, offset, ended)])
+
+
+Followed = tuple[str | None, str, int, Callable[[], bool]]  # header, path, offset, ended
+
+
+def _follow_files(files: list[Followed]) -> None:
+    """Tail several log files at once (parallel jobs), each until its ``ended()``; a header
+    line names the file whenever the output switches to another one."""
+    shown: str | None = files[0][0] if files else None  # the caller printed the first one's
+    live = list(files)
+    while live:
+        for item in list(live):
+            header, path, offset, ended = item
+            done = ended()
+            try:
+                with safe_fs.open_read(path) as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+            except FileNotFoundError:
+                chunk = b""
+            if chunk:
+                if header is not None and header != shown:
+                    print(header, flush=True)
+                    shown = header
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            live.remove(item)
+            if not done:
+                live.append((header, path, offset + len(chunk), ended))
+        if live:
+            time.sleep(0.3)
 
 
 def kill(output_dir: str, ident: str) -> int:
