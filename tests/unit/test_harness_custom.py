@@ -110,6 +110,25 @@ def test_regex_answers(tmp_path: Path) -> None:
     assert score(strict, path, ["I'd say Blue.", "in 1969", "hello"]) == [0, 1, 1]
 
 
+def test_a_leading_thinking_section_is_dropped_for_every_scoring(tmp_path: Path) -> None:
+    """A reasoning model's drafts (up to ``</think>``) never count, as for the built-in
+    tasks (docs/scoring.md, Thinking)."""
+    def each(task: CustomTask, path: Path, replies: list[str]) -> list[int]:
+        return [score(task, path, [reply])[0] for reply in replies]
+
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Capital of France?",
+                                                "answer": "Paris"}])
+    exact = CustomTask({"dataset_path": str(path)})
+    assert each(exact, path, ["<think>\nMaybe Lyon? No.\n</think>\n\nParis",
+                              "Lyon? No.\n</think>\nParis", "<think>Paris</think>Lyon"]) == [
+        1, 1, 0]
+    path = write_jsonl(tmp_path / "r.jsonl", [{"question": "q", "answer": "^Paris$"}])
+    regex = CustomTask({"dataset_path": str(path), "scoring": "regex",
+                        "answer_regex": r"Answer: (\w+)"})
+    assert each(regex, path, ["<think>Answer: Paris? no</think>Answer: Lyon",
+                              "<think>Answer: Lyon?</think>Answer: Paris"]) == [0, 1]
+
+
 def test_regex_with_extraction(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "q", "answer": "^[0-9]+$"}])
     task = CustomTask(

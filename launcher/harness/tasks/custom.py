@@ -53,7 +53,15 @@ from typing import Any
 from launcher.harness.datasets import load_jsonl, resolve_custom
 from launcher.harness.errors import DatasetError
 from launcher.harness.scoring import Summary
-from launcher.harness.tasks.base import Item, Message, Params, Scored, mean_summary, score_each
+from launcher.harness.tasks.base import (
+    Item,
+    Message,
+    Params,
+    Scored,
+    mean_summary,
+    score_each,
+    strip_thinking,
+)
 from launcher.harness.tasks.gsm8k import normalize_number
 from launcher.harness.tasks.mmlu import letters_for, score_choice
 
@@ -189,7 +197,7 @@ class CustomTask:
         return last.group(1) if self.answer_regex.groups else last.group(0)
 
     def score_one(self, item: Item, response: str) -> Scored:
-        extracted = self._extract(response)
+        extracted = self._extract(strip_thinking(response))
         if self.scoring == "choice":
             return score_choice(item, extracted)
         details: dict[str, Any] = {}
