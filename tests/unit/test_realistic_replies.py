@@ -31,6 +31,8 @@ GSM8K_REPLIES: list[tuple[str, str | None]] = [
     ("The answer is therefore 18 (9 eggs x $2).", "18"),
     ("The answer is not 16, it is 18.", "18"),
     ("Answer: 16. Hmm, no: the answer is not 16, it is 18.", "18"),
+    ("the answer is not 16, it is 18 (9 x 2)", "18"),
+    ("The answer is not 16 but 18 (9 eggs at $2).", "18"),
     ("The answer isn't 16.\n\nThe muffins use 4 eggs: 16 - 3 - 4 = 9, 9 * 2 = 18.", "18"),
     ("The answer is 36.\nLet me re-check: 9 * 2 = 18, not 36.\n**Final answer: 18**", "18"),
     # an expression: a minus between two numbers is not a sign

@@ -36,6 +36,8 @@ _MARKER = re.compile(
 )
 # A marker that rejects the number after it: ``the answer is not 16``, ``answer isn't 16``.
 _NEGATED = re.compile(r"[*_ \t]*(?:not\b|n't\b)", re.IGNORECASE)
+# The correction after a rejected number: ``..., it is 18``, ``but 18``, ``rather 18``.
+_CORRECTION = re.compile(r"\b(?:it\s+is|it's|it\s+was|but|rather|instead)\b", re.IGNORECASE)
 # What may stand between a marker and its number: spaces, markdown, ``:``, ``=``, ``$``, ``,``,
 # LaTeX and an adverb (``the answer is actually 18``).
 _FILLER = re.compile(
@@ -127,11 +129,19 @@ def extract_answer(response: str) -> str | None:
 
 
 def _after_rejected(text: str, at: int, numbers: list[tuple[int, int, str]]) -> str | None:
-    """After a negated marker (``the answer is not 16, it is 18``): the last number on its
-    line after the rejected one, else nothing."""
+    """After a negated marker (``the answer is not 16, it is 18``): the number a correction
+    on its line gives (``it is 18 (9 x 2)``: 18, read as after a marker), else the last
+    number on its line after the rejected one, else nothing."""
     line_end = text.find("\n", at)
     line = [n for n in numbers if at <= n[0] and (line_end < 0 or n[0] < line_end)]
-    return line[-1][2] if len(line) > 1 else None
+    if len(line) < 2:
+        return None
+    correction = _CORRECTION.search(text, line[0][1], len(text) if line_end < 0 else line_end)
+    if correction is not None:
+        value = _marked_number(text, correction.end(), numbers)
+        if value is not None:
+            return value
+    return line[-1][2]
 
 
 def build_messages(question: str) -> list[Message]:
