@@ -54,6 +54,7 @@ class SlurmBackend(Backend):
         self._labels: dict[str, dict[str, str]] = {}
         self._server: slurm_script.InJobServer | None = None
         self._server_env: dict[str, str] = {}
+        self._shared = not settings.remote  # over ssh: checked at the first submission
 
     def embed_server(self, server: slurm_script.InJobServer | None,
                      env: Mapping[str, str]) -> None:
@@ -166,6 +167,12 @@ class SlurmBackend(Backend):
         text = slurm_script.render_run_sub(spec, self.settings, job_dir, title, server=server)
         script = os.path.join(job_dir, slurm_script.RUN_SUB)
         store.write_atomic(script, text, owner, 0o755)
+        try:
+            self._check_shared(script)
+        except EnvironmentProblem:
+            if scratch:
+                shutil.rmtree(job_dir, ignore_errors=True)
+            raise
         exports: dict[str, str] = {}
         pairs = [(spec.env, env), (server.server.env if server else (), self._server_env)]
         for variables, values in pairs:  # by the HOST name the script reads, in memory only
@@ -180,6 +187,19 @@ class SlurmBackend(Backend):
             if scratch:
                 self._scratch[handle] = job_dir
         return handle
+
+    def _check_shared(self, script: str) -> None:
+        """Over ssh, once: the cluster must see the script this machine just wrote, at the
+        same path (the launcher does not copy the run folder)."""
+        if self._shared:
+            return
+        if self.runner.run(["test", "-f", script]).code != 0:
+            raise EnvironmentProblem(
+                f"{self.settings.destination} does not see {script}, which this machine just "
+                f"wrote: execution.output_dir must be a folder the cluster shares with this "
+                f"machine, at the same path (the launcher does not copy the run folder); set "
+                f"it to such a path, or run the launcher on the login node")
+        self._shared = True
 
     def _active(self, members: list[SlurmJob]) -> bool:
         return any(j.state in ACTIVE for j in members)

@@ -265,3 +265,46 @@ def test_run_sub_with_a_pyxis_deployment_matches_its_golden_file() -> None:
     assert "HF_TOKEN, MY_KEY, NGC_API_KEY (sbatch --export)" in text
     assert text.index("--container-image vllm/vllm-openai:v0.9.0") < text.index(
         "curl") < text.index("--container-image eval-launcher:latest")
+
+
+class UnsharedRunner:
+    """A cluster over ssh that does not see this machine's output folder."""
+
+    where = "login (ssh)"
+
+    def __init__(self, sees: bool) -> None:
+        self.sees, self.calls = sees, []
+
+    def run(self, argv, env=None, timeout=60):
+        from launcher.backends.slurm_cli import Result
+
+        self.calls.append(list(argv))
+        return Result(0 if self.sees else 1, "", "")
+
+    def sbatch(self, script, export, env):
+        self.calls.append(["sbatch", script])
+        return 42
+
+
+def test_over_ssh_an_output_folder_the_cluster_does_not_share_is_one_line(
+        tmp_path: Path) -> None:
+    """Checked at the first submission, before any sbatch: the folder must be shared at the
+    same path (the launcher copies nothing); a probe's scratch folder is removed again."""
+    from launcher.errors import EnvironmentProblem
+
+    remote = SlurmSettings(hostname="login", username="me", runtime="docker")
+    runner = UnsharedRunner(sees=False)
+    backend = SlurmBackend(remote, str(tmp_path), runner=runner)  # type: ignore[arg-type]
+    probe = ContainerSpec(image="eval-launcher:latest", command=("probe-endpoint",),
+                          labels={"eval-launcher.role": "probe"})
+    with pytest.raises(EnvironmentProblem) as err:
+        backend.start(probe, {})
+    assert "me@login does not see" in str(err.value) and "execution.output_dir" in str(err.value)
+    assert [c[0] for c in runner.calls] == ["test"]  # nothing submitted
+    from launcher.backends.slurm import SCRATCH
+
+    assert not (tmp_path / SCRATCH).exists() or not list((tmp_path / SCRATCH).iterdir())
+    runner = UnsharedRunner(sees=True)
+    backend = SlurmBackend(remote, str(tmp_path), runner=runner)  # type: ignore[arg-type]
+    assert backend.start(probe, {}) == "42" and backend.start(probe, {}) == "42"
+    assert [c[0] for c in runner.calls] == ["test", "sbatch", "sbatch"]  # checked once
