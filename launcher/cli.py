@@ -180,13 +180,31 @@ def kill(ident: str, output_dir: str | None) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("ident")
 @output_dir_option
-def info(ident: str, output_dir: str | None) -> None:
-    """Show where an invocation's files are, its jobs, rerun scripts and env var names.
+@click.option("--config", "show_config", is_flag=True,
+              help="Print the config it ran with, as recorded (no secret values).")
+@click.option("--artifacts", "show_artifacts", is_flag=True,
+              help="List each job's artifacts folder and its files.")
+@click.option("--logs", "show_logs", is_flag=True,
+              help="List each job's logs folder and its files.")
+@click.option("--copy-artifacts", metavar="DIR",
+              help="Copy each job's artifacts to DIR/<job id>/artifacts.")
+@click.option("--copy-logs", metavar="DIR", help="Copy each job's logs to DIR/<job id>/logs.")
+def info(ident: str, output_dir: str | None, show_config: bool, show_artifacts: bool,
+         show_logs: bool, copy_artifacts: str | None, copy_logs: str | None) -> None:
+    """Show where an invocation's files are, its jobs, rerun scripts and env var names
+    (IDENT: an invocation, or one job as <id>.<index>).
 
     \b
-    Example:
+    Examples:
       launcher info 3f9a0c2e
+      launcher info 3f9a0c2e --config
+      launcher info 3f9a0c2e.1 --copy-artifacts ./collected
     """
+    if show_config or show_artifacts or show_logs or copy_artifacts or copy_logs:
+        from launcher.commands.manage import info_parts
+
+        sys.exit(info_parts(_output_dir(output_dir), ident, show_config, show_artifacts,
+                            show_logs, copy_artifacts, copy_logs))
     from launcher.commands.manage import info as do
 
     sys.exit(do(_output_dir(output_dir), ident))

@@ -189,6 +189,24 @@ def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
     return 0
 
 
+def info_parts(output_dir: str, ident: str, config: bool, artifacts: bool, logs: bool,
+               copy_artifacts: str | None, copy_logs: str | None) -> int:
+    """``info --config/--artifacts/--logs/--copy-artifacts/--copy-logs`` (launcher/commands/
+    info_files.py), in that order."""
+    from launcher.commands import info_files
+
+    run, index = runs.find(output_dir, ident)
+    if config:
+        info_files.show_config(run)
+    for wanted, kind in ((artifacts, "artifacts"), (logs, "logs")):
+        if wanted:
+            info_files.show_files(run, index, kind)
+    for dest, kind in ((copy_artifacts, "artifacts"), (copy_logs, "logs")):
+        if dest:
+            info_files.copy(run, index, [kind], dest)
+    return 0
+
+
 def info(output_dir: str, ident: str) -> int:
     run, _ = runs.find(output_dir, ident)
     from launcher.scripts import RUN_ALL, RUN_SH
