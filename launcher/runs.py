@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -80,3 +81,32 @@ def find(output_dir: str, ident: str) -> tuple[Run, int | None]:
         raise ConfigError(f"invocation {run.invocation_id} has no job {index} (jobs: "
                           f"{', '.join(j.job_id for j in run.jobs)})")
     return run, index
+
+
+_SINCE_AGO = re.compile(r"(\d+)([dh])")
+
+
+def since(text: str, now: datetime | None = None) -> datetime:
+    """``ls runs --since``, as the reference reads it: ``N d``/``N h`` into the past, or an ISO
+    date / date-time (``2026-12-01``, ``2026-12-01T12:00:00``; local time unless it has an
+    offset). ConfigError naming the flag otherwise."""
+    now = now or datetime.now().astimezone()
+    value = text.strip().lower()
+    if m := _SINCE_AGO.fullmatch(value):
+        amount = int(m.group(1))
+        return now - (timedelta(days=amount) if m.group(2) == "d" else timedelta(hours=amount))
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: expected N d or N h (e.g. 2d, 3h) or an ISO date "
+                          "(2026-12-01, 2026-12-01T12:00:00)") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def started_since(run: Run, moment: datetime) -> bool:
+    """Whether ``run`` started at or after ``moment`` (a run without a start time: no)."""
+    try:
+        created = datetime.fromisoformat(run.record.created)
+    except (TypeError, ValueError):
+        return False
+    return (created if created.tzinfo else created.astimezone()) >= moment

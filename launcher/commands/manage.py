@@ -165,10 +165,14 @@ def server_line(found: dict[str, Any]) -> str:
             f"log {' '.join(found.get('logs') or [found['log']])}")
 
 
-def ls_runs(output_dir: str, as_json: bool, limit: int) -> int:
+def ls_runs(output_dir: str, as_json: bool, limit: int, since: str | None = None) -> int:
     backends: dict[str, Backend | None] = {}  # one per place the runs ran
     rows = []
-    for run in runs.all_runs(output_dir)[:limit]:
+    found = runs.all_runs(output_dir)
+    if since is not None:
+        moment = runs.since(since)
+        found = [run for run in found if runs.started_since(run, moment)]
+    for run in found[:limit]:
         execution = (run.record.config or {}).get("execution") or {}
         where = json.dumps([execution.get(k) for k in ("type", "hostname", "username")])
         if where not in backends:
