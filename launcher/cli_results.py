@@ -78,9 +78,13 @@ def gate(candidate: str, baseline: str | None, min_score: float | None,
                    "(a,b), log_artifacts, log_logs, extra_metadata.NAME, mode "
                    "(online|offline), dir. The run's config's export.DEST block applies "
                    "first. Repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None,
+              help="--dest local: the file's format (the same as -o export.local.format=).")
+@click.option("--output-filename", metavar="NAME", default=None,
+              help="--dest local: the file's name (-o export.local.filename=).")
 @output_dir_option
-def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
-           output_dir: str | None) -> None:
+def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...], fmt: str | None,
+           output_filename: str | None, output_dir: str | None) -> None:
     """Export the scores of invocations (or jobs) as rows: invocation, job, task, metric,
     score, value, stderr, count, model, timestamp. Rows are upserted by job id: exporting
     again replaces a job's rows, never duplicates them. --dest mlflow makes one MLflow run
@@ -94,10 +98,19 @@ def export(idents: tuple[str, ...], dest: str, overrides: tuple[str, ...],
       launcher export 3f9a0c2e 7b1d4a55 -o export.local.output_dir=./exports
       launcher export 3f9a0c2e --dest mlflow -o export.mlflow.tracking_uri=http://127.0.0.1:5000
       WANDB_MODE=offline launcher export 3f9a0c2e --dest wandb -o export.wandb.project=evals
+      launcher export 3f9a0c2e --format csv --output-filename scores.csv
     """
     from launcher.commands.export import export as do
 
-    sys.exit(do(_output_dir(output_dir), idents, dest, overrides))
+    if dest != "local" and (fmt or output_filename):
+        from launcher.errors import ConfigError
+
+        flag = "--format" if fmt else "--output-filename"
+        raise ConfigError(f"{flag} applies to --dest local (a file), not --dest {dest}: "
+                          f"drop it")
+    shorthand = [f"export.local.{key}={value}" for key, value in
+                 (("format", fmt), ("filename", output_filename)) if value is not None]
+    sys.exit(do(_output_dir(output_dir), idents, dest, (*shorthand, *overrides)))
 
 
 @click.command(context_settings=CONTEXT)

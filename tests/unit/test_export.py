@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,23 @@ def test_bad_input_is_one_line_exit_2(two_runs, capsys, monkeypatch, args, needl
     err = capsys.readouterr().err
     assert exc.value.code == 2, err
     assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_reference_shorthand_flags(two_runs, capsys, monkeypatch, tmp_path):
+    """``--format csv --output-filename NAME`` as the reference's ``nel export`` has them."""
+    out, a, _ = two_runs
+    monkeypatch.setattr("sys.argv", ["launcher", "export", a.invocation_id, "--output-dir", out,
+                                     "--format", "csv", "--output-filename", "scores.csv"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0, capsys.readouterr().err
+    assert (Path(out) / "scores.csv").read_text().startswith("invocation_id,job_id,task,")
+    monkeypatch.setattr("sys.argv", ["launcher", "export", a.invocation_id, "--output-dir", out,
+                                     "--dest", "mlflow", "--format", "csv"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: --format applies to --dest local")
 
 
 def test_a_foreign_file_is_not_overwritten(two_runs, capsys):
