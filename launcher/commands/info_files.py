@@ -24,8 +24,6 @@ from launcher.plan import Job
 from launcher.record import job_folder
 from launcher.runs import Run
 
-KINDS = ("artifacts", "logs")
-
 
 def jobs_of(run: Run, index: int | None) -> list[Job]:
     return [j for j in run.invocation().jobs if index is None or j.index == index]
@@ -48,7 +46,10 @@ def _files(root: str) -> Iterator[tuple[str, str]]:
         dirs.sort()
         for name in sorted(dirs + files):
             path = os.path.join(top, name)
-            mode = os.lstat(path).st_mode
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:  # gone since it was listed
+                continue
             kind = ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode)
                     else "link" if stat.S_ISLNK(mode) else "special file")
             yield os.path.relpath(path, root), kind
@@ -59,8 +60,9 @@ def show_files(run: Run, index: int | None, kind: str) -> None:
     for job in jobs_of(run, index):
         root = _folder(job, kind)
         print(f"{job.job_id}  {job.task}  {root}")
-        if not os.path.isdir(root):
-            print("    (not there)")
+        if os.path.islink(root) or not os.path.isdir(root):
+            print("    (not there)" if not os.path.lexists(root) else "    (not a folder: "
+                  "not followed)")
             continue
         for rel, what in _files(root):
             if what == "file":

@@ -82,3 +82,23 @@ def test_a_destination_that_cannot_be_created_is_one_line(finished, monkeypatch,
     code, _, err = info(monkeypatch, capsys, out, run.invocation_id, "--copy-logs",
                         str(blocker / "sub"))
     assert code == 3 and err.startswith("error: cannot create ") and len(err.splitlines()) == 1
+
+
+def test_a_job_folder_replaced_by_a_link_is_not_followed(finished, monkeypatch, capsys,
+                                                         tmp_path: Path) -> None:
+    out, run = finished
+    job = run.invocation().jobs[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "private.key").write_text("secret")
+    artifacts = Path(job.job_dir) / "artifacts"
+    for p in artifacts.iterdir():
+        p.unlink()
+    artifacts.rmdir()
+    artifacts.symlink_to(elsewhere, target_is_directory=True)
+    code, text, _ = info(monkeypatch, capsys, out, job.job_id, "--artifacts",
+                         "--copy-artifacts", str(tmp_path / "dest"))
+    assert code == 0
+    assert "(not a folder: not followed)" in text and "private.key" not in text
+    assert f"{job.job_id}  artifacts: 0 files" in text
+    assert not (tmp_path / "dest" / job.job_id / "artifacts" / "private.key").exists()
