@@ -110,7 +110,11 @@ class Backend(abc.ABC):
         handle = self.start(spec, env)
         try:
             code = self.wait(handle, timeout=timeout)
-            return code, b"".join(self.logs(handle, follow=False)).decode("utf-8", "replace")
+            try:
+                output = b"".join(self.logs(handle, follow=False))
+            except WorkloadGone:  # its exit code is known; its output went with it
+                output = b""
+            return code, output.decode("utf-8", "replace")
         finally:
             self.remove(handle)
 
