@@ -273,8 +273,10 @@ class SlurmBackend(Backend):
         if self.settings.runtime == "docker":
             key = LABEL_JOB if labels.get(LABEL_JOB) else LABEL_ROLE
             if labels.get(key) and labels.get(LABEL_INVOCATION):
-                # the container of a cancelled script may outlive it for a moment
-                self.runner.remove_containers(f"{key}={labels[key]}")
+                # the container of a cancelled script may outlive it for a moment; only this
+                # invocation's (a role alone, e.g. every probe on the engine, is not ours)
+                self.runner.remove_containers({key: labels[key],
+                                               LABEL_INVOCATION: labels[LABEL_INVOCATION]})
         with self._lock:
             self._dirs.pop(handle, None)
             self._labels.pop(handle, None)

@@ -150,10 +150,12 @@ class Runner:
         if job_ids:
             self.run(["scancel", *map(str, job_ids)])
 
-    def remove_containers(self, label: str) -> None:
-        """``docker rm -f`` the containers carrying ``label`` (a cancelled batch script may
-        leave its container behind for a moment)."""
-        self.run(["sh", "-c", f"docker ps -aq --filter label={shlex.quote(label)} | "
+    def remove_containers(self, labels: Mapping[str, str]) -> None:
+        """``docker rm -f`` the containers carrying all of ``labels`` (a cancelled batch
+        script may leave its container behind for a moment)."""
+        filters = " ".join(f"--filter label={shlex.quote(f'{k}={v}')}"
+                           for k, v in sorted(labels.items()))
+        self.run(["sh", "-c", f"docker ps -aq {filters} | "
                               "xargs -r docker rm -f >/dev/null 2>&1; true"])
 
     def docker_image_id(self, image: str) -> str | None:

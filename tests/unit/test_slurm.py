@@ -11,7 +11,7 @@ import pytest
 
 from launcher import slurm_script
 from launcher.backends.slurm import SlurmBackend
-from launcher.backends.slurm_cli import SlurmJob, parse_sacct, parse_sbatch, parse_squeue
+from launcher.backends.slurm_cli import Runner, SlurmJob, parse_sacct, parse_sbatch, parse_squeue
 from launcher.config import Execution, Mounts, SlurmDeployment
 from launcher.envvars import EnvVar
 from launcher.errors import ConfigError
@@ -308,3 +308,38 @@ def test_over_ssh_an_output_folder_the_cluster_does_not_share_is_one_line(
     backend = SlurmBackend(remote, str(tmp_path), runner=runner)  # type: ignore[arg-type]
     assert backend.start(probe, {}) == "42" and backend.start(probe, {}) == "42"
     assert [c[0] for c in runner.calls] == ["test", "sbatch", "sbatch"]  # checked once
+
+
+class RecordingRunner(Runner):
+    """The real runner's commands, recorded instead of run; squeue lists one running
+    probe job."""
+
+    def __init__(self) -> None:
+        super().__init__(SlurmSettings())
+        self.calls: list[list[str]] = []
+
+    def squeue(self) -> list[SlurmJob]:
+        return [SlurmJob(5, "RUNNING", "eval-launcher.invocation=abc,eval-launcher.role=probe",
+                         "/x/run.sub")]
+
+    def scancel(self, job_ids) -> None:
+        self.calls.append(["scancel", *map(str, job_ids)])
+
+    def run(self, argv, env=None, timeout=60):
+        from launcher.backends.slurm_cli import Result
+
+        self.calls.append(list(argv))
+        return Result(0, "", "")
+
+
+def test_removing_a_probe_removes_only_this_invocations_containers(tmp_path: Path) -> None:
+    """The docker runtime's leftover container of a cancelled job: by role AND invocation
+    (by role alone it removed every probe on the engine, other users' too)."""
+    runner = RecordingRunner()
+    backend = SlurmBackend(SlurmSettings(runtime="docker"), str(tmp_path),
+                           runner=runner)  # type: ignore[arg-type]
+    backend.remove("5")
+    assert runner.calls[0] == ["scancel", "5"]
+    script = runner.calls[1][2]
+    assert ("docker ps -aq --filter label=eval-launcher.invocation=abc "
+            "--filter label=eval-launcher.role=probe |") in script
