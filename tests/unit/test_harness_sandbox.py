@@ -494,32 +494,17 @@ UNBOUNDED_BOMB = textwrap.dedent("""
 """)
 
 
-def _processes_of(uid: int) -> int:
-    """Processes whose real uid is ``uid`` (RLIMIT_NPROC counts them all, whoever started
-    them: other tests' sandboxed code runs as the same uid, in containers too)."""
-    count = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as fh:
-                line = next(x for x in fh if x.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        count += int(line.split()[1]) == uid
-    return count
-
-
 @pytest.mark.parametrize("config", _config_params())
 def test_bounded_fork_bomb_is_limited_and_cleaned_up(config: str) -> None:
     marker = _marker()
-    others = _processes_of(int(os.environ.get(sandbox.UID_ENV) or sandbox.DEFAULT_UID))
     outcome, _ = _in_harness(_bounded_bomb(200), marker, max_processes=32, **CONFIGS[config])
     forked = int(outcome.reason.rsplit(" ", 1)[1])
     if _limits_bind(config):
-        # at most 31 besides itself; more only as far as the uid's other processes (counted
-        # by the limit when it started) ended meanwhile
-        assert forked < 32 + others, (outcome.reason, others)
+        # The limit (32 processes of the sandbox uid) stops the bomb far before its 200. Not
+        # at exactly 31: RLIMIT_NPROC counts every process of that uid on the machine, and
+        # under pytest -n the other worker's sandboxed code (on the host and in containers)
+        # comes and goes meanwhile (33 was seen).
+        assert forked < 2 * 32, outcome.reason
     assert _none_left(marker)
 
 
