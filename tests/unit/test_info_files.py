@@ -7,18 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 import yaml
 
-from launcher import cli
+from tests.unit.cli_run import launcher
 
 
 def info(monkeypatch, capsys, out: str, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["launcher", "info", *args, "--output-dir", out])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return launcher(monkeypatch, capsys, "info", *args, "--output-dir", out)
 
 
 def test_config_is_the_recorded_one(finished, monkeypatch, capsys) -> None:

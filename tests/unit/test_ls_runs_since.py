@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from launcher import cli, runs
+from launcher import runs
 from launcher.errors import ConfigError
+from tests.unit.cli_run import launcher
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -34,11 +35,7 @@ def test_bad_since_names_the_flag(text: str) -> None:
 
 
 def ls(monkeypatch, capsys, out: str, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["launcher", "ls", "runs", "--output-dir", out, *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return launcher(monkeypatch, capsys, "ls", "runs", "--output-dir", out, *args)
 
 
 def test_ls_runs_since_filters_by_start(finished, monkeypatch, capsys) -> None:
