@@ -394,7 +394,7 @@ def ls() -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per run.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many, newest first.")
 @click.option("--since", metavar="WHEN", default=None,
-              help="Only runs started since: N d or N h ago (2d, 3h), or an ISO date or "
+              help="Only runs started since: Nd or Nh ago (2d, 3h), or an ISO date or "
                    "date-time (2026-12-01, 2026-12-01T12:00:00).")
 def ls_runs(output_dir: str | None, as_json: bool, limit: int, since: str | None) -> None:
     """List recent invocations in the output folder: id, start, state, tasks, model.

@@ -87,7 +87,7 @@ _SINCE_AGO = re.compile(r"(\d+)([dh])")
 
 
 def since(text: str, now: datetime | None = None) -> datetime:
-    """``ls runs --since``, as the reference reads it: ``N d``/``N h`` into the past, or an ISO
+    """``ls runs --since``, as the reference reads it: ``Nd``/``Nh`` into the past, or an ISO
     date / date-time (``2026-12-01``, ``2026-12-01T12:00:00``; local time unless it has an
     offset). ConfigError naming the flag otherwise."""
     now = now or datetime.now().astimezone()
@@ -98,7 +98,7 @@ def since(text: str, now: datetime | None = None) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"--since {text!r}: expected N d or N h (e.g. 2d, 3h) or an ISO date "
+        raise ConfigError(f"--since {text!r}: expected Nd or Nh (e.g. 2d, 3h) or an ISO date "
                           "(2026-12-01, 2026-12-01T12:00:00)") from None
     return moment if moment.tzinfo else moment.astimezone()
 

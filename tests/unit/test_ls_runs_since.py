@@ -1,4 +1,4 @@
-"""``ls runs --since`` (the reference's): N d / N h into the past, or an ISO date/date-time."""
+"""``ls runs --since`` (the reference's): Nd / Nh into the past, or an ISO date/date-time."""
 
 from __future__ import annotations
 
