@@ -88,13 +88,14 @@ def fill_target(data: dict[str, Any], source: str) -> None:
                 source=source, key=f"target.api_endpoint.{key}")
     kind = endpoint.get("type", "chat")
     kind = kind if kind in ("chat", "completions") else "chat"
-    host = LOOPBACK if _on_node_network(data.get("execution")) else SERVER_HOST
+    host = LOOPBACK if on_node_network(data.get("execution")) else SERVER_HOST
     endpoint["url"] = f"http://{host}:${{deployment.port}}${{deployment.endpoints.{kind}}}"
     endpoint["model_id"] = "${deployment.served_model_name}"
 
 
-def _on_node_network(execution: Any) -> bool:
-    """Slurm with pyxis (the Slurm default): the server shares the node's network."""
+def on_node_network(execution: Any) -> bool:
+    """Slurm with pyxis (the Slurm default), from an ``execution`` block (a config's or a
+    record's): the server shares the node's network."""
     if not isinstance(execution, Mapping) or execution.get("type") != "slurm":
         return False
     return execution.get("container_runtime", "pyxis") != "docker"

@@ -74,13 +74,11 @@ def seconds(text: str) -> int:
 
 
 def walltime_seconds(value: Any) -> int:
-    """``execution.walltime`` in seconds (one hour when it is not a Slurm time: the settings
-    check reports that at its key)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
+    """``execution.walltime`` in seconds, read as :func:`settings` reads it (one hour when it
+    is not a Slurm time: the settings check reports that at its key)."""
     try:
-        return seconds(str(value))
-    except ValueError:
+        return seconds(_duration(value, "walltime", "", nullable=False) or "")
+    except (ConfigError, ValueError):
         return 3600
 
 

@@ -39,20 +39,21 @@ def _folder(job: Job, kind: str) -> str:
     return folder.artifacts if kind == "artifacts" else folder.logs
 
 
-def _files(root: str) -> Iterator[tuple[str, str]]:
-    """(relative path, kind) under ``root``, links not followed: kind is ``file``, ``dir``
-    or what else it is (``link``, ``fifo``, ...)."""
+def _files(root: str) -> Iterator[tuple[str, str, int]]:
+    """(relative path, kind, size) under ``root``, links not followed: kind is ``file``,
+    ``dir`` or what else it is (``link``, ``special file``)."""
     for top, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
         for name in sorted(dirs + files):
             path = os.path.join(top, name)
             try:
-                mode = os.lstat(path).st_mode
+                found = os.lstat(path)
             except OSError:  # gone since it was listed
                 continue
+            mode = found.st_mode
             kind = ("file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode)
                     else "link" if stat.S_ISLNK(mode) else "special file")
-            yield os.path.relpath(path, root), kind
+            yield os.path.relpath(path, root), kind, found.st_size
 
 
 def show_files(run: Run, index: int | None, kind: str) -> None:
@@ -64,9 +65,9 @@ def show_files(run: Run, index: int | None, kind: str) -> None:
             print("    (not there)" if not os.path.lexists(root) else "    (not a folder: "
                   "not followed)")
             continue
-        for rel, what in _files(root):
+        for rel, what, size in _files(root):
             if what == "file":
-                print(f"    {rel}  {os.lstat(os.path.join(root, rel)).st_size}")
+                print(f"    {rel}  {size}")
             elif what != "dir":
                 print(f"    {rel}  ({what}, not copied)")
 
@@ -92,7 +93,7 @@ def _copy_tree(root: str, target: str) -> tuple[int, list[str]]:
     if not os.path.isdir(root) or os.path.islink(root):
         return 0, []
     copied, skipped = 0, []
-    for rel, what in _files(root):
+    for rel, what, _ in _files(root):
         if what == "dir":
             continue
         if what != "file":

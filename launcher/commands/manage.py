@@ -124,14 +124,11 @@ def server_status(run: runs.Run, backend: Backend | None) -> dict[str, Any] | No
     ident = f"{run.invocation_id}{SERVER_SUFFIX}"
     jobs = _server_logs_in_jobs(run)
     if jobs:  # Slurm: a server of its own in each job, its output in the job's logs/
-        from launcher.backends import recorded_execution
-        from launcher.deployment import LOOPBACK
+        from launcher.deployment import LOOPBACK, on_node_network
 
-        execution = recorded_execution(run.record.config)
-        pyxis = execution is not None and execution.container_runtime != "docker"
         plan = rec.plan
-        health = (f"http://{LOOPBACK}:{plan.port}{plan.health_path}" if pyxis
-                  else plan.health_url)
+        health = (f"http://{LOOPBACK}:{plan.port}{plan.health_path}"
+                  if on_node_network(_execution_block(run)) else plan.health_url)
         return {"id": ident, "type": plan.type, "image": rec.container.image,
                 "health_url": health, "state": "in each Slurm job",
                 "note": f"({len(jobs)} jobs: launcher status {run.invocation_id})",
@@ -148,14 +145,22 @@ def server_status(run: runs.Run, backend: Backend | None) -> dict[str, Any] | No
 
 def _server_logs_in_jobs(run: runs.Run) -> list[tuple[Job, str]]:
     """(job, its server log) when the deployment runs inside each job (Slurm); else []."""
-    from launcher.backends import recorded_execution
     from launcher.slurm_script import SERVER_LOG
 
-    execution = recorded_execution(run.record.config)
-    if execution is None or execution.type != "slurm":
+    if not _on_slurm(run):
         return []
     return [(job, os.path.join(job_folder(job).logs, SERVER_LOG))
             for job in run.invocation().jobs]
+
+
+def _execution_block(run: runs.Run) -> dict[str, Any]:
+    """The recorded (resolved) config's ``execution`` block ({} when none)."""
+    block = (run.record.config or {}).get("execution")
+    return block if isinstance(block, dict) else {}
+
+
+def _on_slurm(run: runs.Run) -> bool:
+    return _execution_block(run).get("type") == "slurm"
 
 
 def server_line(found: dict[str, Any]) -> str:
@@ -224,7 +229,7 @@ def info(output_dir: str, ident: str) -> int:
     print(f"rerun all    bash {host}/{RUN_ALL[0]}")
     if rec.user_provided_metadata:
         print(f"metadata     {json.dumps(rec.user_provided_metadata, sort_keys=True)}")
-    slurm = ((rec.config or {}).get("execution") or {}).get("type") == "slurm"
+    slurm = _on_slurm(run)
     if rec.server is not None:
         where = ("in each job's run.sub (its log: logs/server.log)" if slurm
                  else f"{host}/server.sh start|stop")
